@@ -1,0 +1,212 @@
+"""AlexNet exactly as Caffe's bvlc_alexnet, in TensorFlow-1 style.
+
+The network of Krizhevsky et al. (2012) as the BVLC model zoo ships it:
+
+    input 227x227x3 (BGR, minus the ImageNet mean)
+    conv1 11x11/4, 96  -> ReLU -> LRN -> max pool 3x3/2
+    conv2  5x5,  256, 2 groups -> ReLU -> LRN -> max pool 3x3/2
+    conv3  3x3,  384           -> ReLU
+    conv4  3x3,  384, 2 groups -> ReLU
+    conv5  3x3,  256, 2 groups -> ReLU -> max pool 3x3/2   (6x6x256)
+    fc6 4096 -> ReLU -> dropout
+    fc7 4096 -> ReLU -> dropout
+    fc8 num_classes (the logits)
+
+Every layer is named as in Caffe (conv1 .. fc8) with the variables `weights`
+and `biases`, shaped like the arrays in `bvlc_alexnet.npy`, so the ImageNet
+weights load without any reshaping (see bvlc_alexnet.npy.md).
+
+It runs on TensorFlow 1.x and on 2.x through `tensorflow.compat.v1` in graph
+mode: placeholders, sessions, `variable_scope` and `get_variable`.
+"""
+import os
+
+try:  # TensorFlow 2.x (and 1.13+): the 1.x API lives in compat.v1
+    import tensorflow.compat.v1 as tf
+    if hasattr(tf, 'disable_v2_behavior'):  # absent on 1.13, where it is off anyway
+        tf.disable_v2_behavior()
+except ImportError:  # older TensorFlow 1.x
+    import tensorflow as tf
+
+import weights as weights_io
+
+#: Caffe's LRN (local_size 5, alpha 1e-4, beta 0.75, k 1) in TensorFlow's terms:
+#: TF sums over depth_radius channels on each side (2 + 1 + 2 = 5) and does not
+#: divide alpha by the window size as Caffe does, hence alpha 1e-4 / 5 = 2e-5.
+LRN = dict(depth_radius=2, alpha=2e-05, beta=0.75, bias=1.0)
+
+#: The layers of the net, input to output.
+LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               'bvlc_alexnet.npy')
+
+
+class AlexNet(object):
+    """The bvlc_alexnet graph on top of an input tensor.
+
+    Args:
+        x: float32 tensor [batch, 227, 227, 3], BGR minus the ImageNet mean.
+        keep_prob: probability to keep a unit in fc6/fc7 dropout (a scalar
+            tensor, so that validation can feed 1.0).
+        num_classes: outputs of fc8 (102 for Oxford flowers).
+        skip_layer: layers that `load_initial_weights` leaves at their fresh
+            initialisation (the course skips 'fc8': 1000 ImageNet classes).
+        weights_path: the weights file; 'DEFAULT' is bvlc_alexnet.npy beside
+            this file.
+
+    After construction, `fc8` holds the logits and `pool5`, `fc6`, `fc7` the
+    activations (fc6/fc7 after ReLU and dropout) for feature extraction.
+    """
+
+    def __init__(self, x, keep_prob, num_classes, skip_layer,
+                 weights_path='DEFAULT'):
+        self.X = x
+        self.KEEP_PROB = keep_prob
+        self.NUM_CLASSES = num_classes
+        self.SKIP_LAYER = list(skip_layer)
+        self.WEIGHTS_PATH = (DEFAULT_WEIGHTS if weights_path == 'DEFAULT'
+                             else weights_path)
+        self.loaded_layers = []  # filled by load_initial_weights
+        self.create()
+
+    def create(self):
+        """Build the layers, conv1 to fc8, as Caffe's deploy.prototxt."""
+        conv1 = conv(self.X, 11, 11, 96, 4, 4, padding='VALID', name='conv1',
+                     input_std=PIXEL_STD)
+        norm1 = lrn(conv1, name='norm1')
+        pool1 = max_pool(norm1, 3, 3, 2, 2, name='pool1')          # 27x27x96
+
+        conv2 = conv(pool1, 5, 5, 256, 1, 1, groups=2, name='conv2')
+        norm2 = lrn(conv2, name='norm2')
+        pool2 = max_pool(norm2, 3, 3, 2, 2, name='pool2')          # 13x13x256
+
+        conv3 = conv(pool2, 3, 3, 384, 1, 1, name='conv3')
+        conv4 = conv(conv3, 3, 3, 384, 1, 1, groups=2, name='conv4')
+        conv5 = conv(conv4, 3, 3, 256, 1, 1, groups=2, name='conv5')
+        self.pool5 = max_pool(conv5, 3, 3, 2, 2, name='pool5')     # 6x6x256
+
+        # Flatten in NHWC order (height, width, channel): the row order of fc6
+        # in bvlc_alexnet.npy.
+        flattened = tf.reshape(self.pool5, [-1, 6 * 6 * 256])
+        fc6 = fc(flattened, 6 * 6 * 256, 4096, name='fc6')
+        self.fc6 = dropout(fc6, self.KEEP_PROB)
+        fc7 = fc(self.fc6, 4096, 4096, name='fc7')
+        self.fc7 = dropout(fc7, self.KEEP_PROB)
+        self.fc8 = fc(self.fc7, 4096, self.NUM_CLASSES, relu=False, name='fc8')
+
+    def variable_shapes(self):
+        """{'conv1': {'weights': (11, 11, 3, 96), 'biases': (96,)}, ...}."""
+        return {layer: {kind: tuple(variable(layer, kind).shape.as_list())
+                        for kind in ('weights', 'biases')}
+                for layer in LAYERS}
+
+    def load_initial_weights(self, session):
+        """Set every layer from the weights file, except those in skip_layer.
+
+        The arrays are fed into the variables (`Variable.load`), not added to
+        the graph as constants: the original `session.run(var.assign(data))`
+        put 233 MB of constants into the graph and took about 20 s.
+        Layers in `skip_layer` keep their fresh initialisation. Every problem
+        (a missing layer, a wrong shape) raises one error that names the
+        layer, both shapes and the fix.
+        """
+        if all(layer in self.SKIP_LAYER for layer in LAYERS):
+            return  # training from scratch: the file is not even needed
+        layers = weights_io.read_weights(self.WEIGHTS_PATH)
+        weights_io.check_layers(layers, self.variable_shapes(),
+                                self.SKIP_LAYER, self.WEIGHTS_PATH)
+        for layer in LAYERS:
+            if layer in self.SKIP_LAYER or layer not in layers:
+                continue
+            for kind in ('weights', 'biases'):
+                variable(layer, kind).load(layers[layer][kind], session)
+            self.loaded_layers.append(layer)
+
+
+def variable(layer, kind):
+    """The variable `<layer>/<kind>` ('weights' or 'biases') of the graph."""
+    with tf.variable_scope(layer, reuse=True):
+        return tf.get_variable(kind)
+
+
+#: Standard deviation of the input pixels (0..255 minus the mean) on ImageNet.
+PIXEL_STD = 60.0
+
+
+# Initialisation of layers trained from scratch: He et al. (2015), weights of
+# variance 2 / fan_in, which keeps the size of ReLU activations the same from
+# layer to layer. conv1 is divided by PIXEL_STD on top: its input is in pixel
+# units (std about 60), not unit-sized, and without that every layer would
+# start 60 times too large, the loss would explode and the ReLUs die at once.
+# So every layer starts with unit-sized activations. (For the same reason a
+# fresh conv1 also learns PIXEL_STD**2 times slower: see
+# training.set_rate_multipliers.) Biases start at zero.
+def _weight_initializer(relu, input_std=1.0):
+    gain = 2.0 if relu else 1.0  # the linear fc8 keeps unit variance
+    return tf.variance_scaling_initializer(scale=gain / input_std ** 2,
+                                           mode='fan_in',
+                                           distribution='truncated_normal')
+
+
+def conv(x, filter_height, filter_width, num_filters, stride_y, stride_x,
+         name, padding='SAME', groups=1, input_std=1.0):
+    """Convolution + ReLU, split into `groups` as Caffe's `group` parameter.
+
+    AlexNet was trained on two GPUs: conv2, conv4 and conv5 see only the half
+    of the input channels computed on their own GPU. A grouped convolution
+    splits input and filters into halves, convolves each pair, and
+    concatenates the results. Caffe's pads (2 for 5x5, 1 for 3x3, stride 1)
+    are TensorFlow's 'SAME'; conv1 has no padding ('VALID': 227 -> 55).
+    """
+    input_channels = int(x.get_shape()[-1])
+    with tf.variable_scope(name):
+        weights = tf.get_variable(
+            'weights', [filter_height, filter_width,
+                        input_channels // groups, num_filters],
+            initializer=_weight_initializer(relu=True, input_std=input_std))
+        biases = tf.get_variable('biases', [num_filters],
+                                 initializer=tf.zeros_initializer())
+
+        def convolve(inputs, kernel):
+            return tf.nn.conv2d(inputs, kernel, [1, stride_y, stride_x, 1],
+                                padding=padding)
+
+        if groups == 1:
+            out = convolve(x, weights)
+        else:
+            input_groups = tf.split(x, groups, axis=3)
+            weight_groups = tf.split(weights, groups, axis=3)
+            out = tf.concat([convolve(i, k) for i, k in
+                             zip(input_groups, weight_groups)], axis=3)
+        return tf.nn.relu(tf.nn.bias_add(out, biases), name='relu')
+
+
+def fc(x, num_in, num_out, name, relu=True):
+    """Fully connected layer: x @ weights + biases, then ReLU unless fc8."""
+    with tf.variable_scope(name):
+        weights = tf.get_variable('weights', [num_in, num_out],
+                                  initializer=_weight_initializer(relu))
+        biases = tf.get_variable('biases', [num_out],
+                                 initializer=tf.zeros_initializer())
+        out = tf.nn.xw_plus_b(x, weights, biases)
+        return tf.nn.relu(out, name='relu') if relu else out
+
+
+def max_pool(x, filter_height, filter_width, stride_y, stride_x, name,
+             padding='VALID'):
+    """Max pooling. AlexNet's sizes (55, 27, 13) make Caffe's rounding-up
+    pooling and TensorFlow's 'VALID' give the same 27, 13 and 6."""
+    return tf.nn.max_pool(x, ksize=[1, filter_height, filter_width, 1],
+                          strides=[1, stride_y, stride_x, 1],
+                          padding=padding, name=name)
+
+
+def lrn(x, name):
+    """Local response normalisation across channels, Caffe's parameters."""
+    return tf.nn.local_response_normalization(x, name=name, **LRN)
+
+
+def dropout(x, keep_prob):
+    """Dropout that keeps each unit with probability keep_prob."""
+    return tf.nn.dropout(x, rate=1.0 - keep_prob)

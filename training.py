@@ -1,0 +1,563 @@
+"""The machinery shared by finetune.py and finetune_pil.py.
+
+The scripts keep what a student edits: the configuration block and the
+`model.load_initial_weights(sess)` line. Everything else is here, in the
+order a run uses it:
+
+    configure()     command-line overrides of the config block, --help
+    check_inputs()  lists, images and weights present? One message if not.
+    open_data()     the training and validation ImageDataGenerators
+    build_graph()   AlexNet, loss, accuracy, the SGD step
+    train()         the epochs: train, validate, save_checkpoint, history
+
+What a run writes into `checkpoint_path`:
+    epoch-N.*       the checkpoint of epoch N (the last few are kept)
+    best.*          the checkpoint with the best validation accuracy
+    history.csv     one line per epoch
+    config.json     the configuration of the run
+and TensorBoard summaries into `filewriter_path`.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import queue
+import re
+import sys
+import threading
+import time
+
+import numpy as np
+
+from alexnet import AlexNet, LAYERS, PIXEL_STD, tf
+from datagenerator import ImageDataGenerator
+
+HISTORY_COLUMNS = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc',
+                   'seconds', 'images_per_sec']
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+class Config(dict):
+    """The configuration as a dict whose keys also read as attributes."""
+    __getattr__ = dict.__getitem__
+
+
+def configure(script_globals, argv=None):
+    """Apply command-line overrides to a script's configuration block.
+
+    The configuration is every lowercase global of the script holding a
+    number, string, bool or list. Each becomes a flag (`--num_epochs 5` or
+    `--num_epochs=5`) whose help text is the comment on its line. The script's
+    globals are updated too, so the script can keep using plain names.
+    Returns a Config with the extra switches `scratch`, `demo` and `resume`.
+    """
+    script = script_globals.get('__file__', 'finetune.py')
+    comments = _config_comments(script)
+    defaults = {name: value for name, value in script_globals.items()
+                if not name.startswith('_') and name.islower()
+                and isinstance(value, (bool, int, float, str, list))}
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(script),
+        description=(script_globals.get('__doc__') or '').strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in defaults.items():
+        shown = ','.join(default) if isinstance(default, list) else default
+        parser.add_argument('--' + name, type=_parser_for(default),
+                            default=default, metavar=type(default).__name__.upper(),
+                            help='%s (default: %s)' % (comments.get(name, ''), shown))
+    parser.add_argument('--scratch', action='store_true', help=(
+        'train every layer from scratch: the same as commenting out '
+        'model.load_initial_weights(sess)'))
+    parser.add_argument('--resume', action='store_true', help=(
+        'continue the run in checkpoint_path from its newest checkpoint'))
+    parser.add_argument('--demo', action='store_true', help=(
+        'train a few epochs from scratch on a small generated image set; '
+        'needs no download'))
+    config = Config(vars(parser.parse_args(argv)))
+    script_globals.update({name: config[name] for name in defaults})
+    return config
+
+
+def _config_comments(script):
+    """{name: comment} for the `name = value  # comment` lines of a script."""
+    comments = {}
+    try:
+        with open(script, encoding='utf-8') as f:
+            for line in f:
+                match = re.match(r'^([a-z_][a-z0-9_]*)\s*=.*?#\s*(.*)$', line)
+                if match:
+                    comments[match.group(1)] = match.group(2)
+    except OSError:
+        pass
+    return comments
+
+
+def _parser_for(default):
+    """The function that turns a command-line string into the default's type."""
+    if isinstance(default, bool):
+        return _parse_bool
+    if isinstance(default, list):
+        return lambda text: [item for item in text.split(',') if item]
+    return type(default)
+
+
+def _parse_bool(text):
+    value = text.lower()
+    if value in ('1', 'true', 'yes', 'on'):
+        return True
+    if value in ('0', 'false', 'no', 'off'):
+        return False
+    raise argparse.ArgumentTypeError('expected true or false, not %r' % text)
+
+
+def check_config(config):
+    """Stop with one clear message if the configuration cannot work."""
+    problems = []
+    for name in ('num_epochs', 'batch_size', 'num_classes'):
+        if config[name] < 1:
+            problems.append('%s must be at least 1, not %s' % (name, config[name]))
+    if not 0 <= config.dropout_rate < 1:
+        problems.append('dropout_rate must be in [0, 1), not %s' % config.dropout_rate)
+    if config.learning_rate <= 0:
+        problems.append('learning_rate must be positive')
+    for name in ('train_layers', 'skip_layer'):
+        unknown = [layer for layer in config[name] if layer not in LAYERS]
+        if unknown:
+            problems.append('%s names unknown layers %s; the layers are %s'
+                            % (name, unknown, ', '.join(LAYERS)))
+    if problems:
+        sys.exit('Configuration error:\n  ' + '\n  '.join(problems))
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+
+def prepare(config):
+    """Everything between parsing the flags and building the graph:
+    the demo data set, the checks of the configuration and of the inputs."""
+    if config.demo:
+        use_demo_data(config)
+    check_config(config)
+    if config.scratch:  # what commenting out load_initial_weights does
+        config['skip_layer'] = list(LAYERS)
+    check_inputs(config,
+                 needs_weights=not set(LAYERS) <= set(config.skip_layer))
+
+
+def use_demo_data(config):
+    """Point the configuration at a small generated data set (--demo)."""
+    import tempfile
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'tools'))
+    from demo_data import CLASS_NAMES, make_demo_dataset
+    folder = tempfile.mkdtemp(prefix='alexnet_demo_')
+    train_file, val_file = make_demo_dataset(folder)
+    config.update(train_file=train_file, val_file=val_file, replacementpath='',
+                  num_classes=len(CLASS_NAMES), num_epochs=4, batch_size=16,
+                  learning_rate=0.0003,
+                  display_step=4, scratch=True,
+                  filewriter_path=os.path.join(folder, 'runs/{mode}/tensorboard'),
+                  checkpoint_path=os.path.join(folder, 'runs/{mode}/checkpoints'))
+    print('Demo: %d generated classes (%s) in %s, trained from scratch.'
+          % (len(CLASS_NAMES), ', '.join(CLASS_NAMES), folder))
+
+
+def check_inputs(config, needs_weights):
+    """Before building anything: are the lists, images and weights there?
+
+    Lists every missing input in one message, each with the command that
+    gets it, and stops. (A missing image among many present ones is left to
+    the data generator, which names it.)
+    """
+    missing = []
+    for name in ('train_file', 'val_file'):
+        if not os.path.isfile(config[name]):
+            missing.append('the list %s (%s): it ships with the project; to '
+                           'remake it: python tools/make_lists.py'
+                           % (config[name], name))
+    folder = config.replacementpath
+    if folder and not os.path.isdir(folder):
+        missing.append('the images in %s (replacementpath): '
+                       'python tools/download.py --only data' % folder)
+    weights = config.weights_path
+    if needs_weights and not os.path.isfile(weights):
+        missing.append('the ImageNet weights %s (weights_path): python '
+                       'tools/download.py --only weights (see '
+                       'bvlc_alexnet.npy.md), or pass --scratch to train '
+                       'without them' % weights)
+    if missing:
+        sys.exit('Cannot start, missing:\n  - ' + '\n  - '.join(missing))
+
+
+def open_data(config, loader):
+    """The training generator (shuffled, random crops and mirrors) and the
+    validation generator (list order, centre crops)."""
+    common = dict(nb_classes=config.num_classes, loader=loader,
+                  replacementpath=config.replacementpath, seed=config.seed)
+    train_data = ImageDataGenerator(config.train_file, horizontal_flip=True,
+                                    shuffle=True, **common)
+    val_data = ImageDataGenerator(config.val_file, **common)
+    return train_data, val_data
+
+
+def prefetch(batches, depth=2):
+    """Iterate over `batches` while a background thread makes the next ones.
+
+    While TensorFlow computes a step (outside Python's lock) the thread
+    decodes the following batch, so the step rarely waits for data. At most
+    `depth` batches wait in the queue, which bounds memory. An error in the
+    thread (an unreadable image) is raised here, in the training loop.
+    """
+    slots = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for batch in batches:
+                slots.put(batch)
+            slots.put(done)
+        except BaseException as error:  # forwarded to the consumer
+            slots.put(error)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    while True:
+        item = slots.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+# ---------------------------------------------------------------------------
+# The graph
+# ---------------------------------------------------------------------------
+
+
+class Graph(object):
+    """The tensors and operations of a training run, built by build_graph."""
+
+
+def build_graph(config):
+    """AlexNet with a softmax loss and an SGD-with-momentum step, as Caffe.
+
+    Caffe's fine-tuning recipe, reproduced exactly:
+    - weight decay adds weight_decay * w to the gradient of each weight
+      (biases are not decayed): loss + weight_decay * sum(||w||^2) / 2;
+    - biases learn at 2x the rate of weights (Caffe's lr_mult: 2);
+    - layers that start from a fresh initialisation learn at
+      `new_layer_lr_mult` (10x) the base rate when fine-tuning (fc8).
+    The multipliers are variables set once the weights are loaded (see
+    set_rate_multipliers), so commenting out the load line is enough to
+    switch to the rates of a scratch run.
+    """
+    tf.reset_default_graph()
+    tf.set_random_seed(config.seed)
+    g = Graph()
+    g.x = tf.placeholder(tf.float32, [None, 227, 227, 3], name='images')
+    g.y = tf.placeholder(tf.float32, [None, config.num_classes], name='labels')
+    g.keep_prob = tf.placeholder_with_default(1.0, [], name='keep_prob')
+    g.learning_rate = tf.placeholder(tf.float32, [], name='learning_rate')
+    skip_layer = LAYERS if config.scratch else config.skip_layer
+    g.model = AlexNet(g.x, g.keep_prob, config.num_classes, skip_layer,
+                      config.weights_path)
+
+    with tf.name_scope('loss'):
+        g.losses = tf.nn.softmax_cross_entropy_with_logits_v2(
+            labels=g.y, logits=g.model.fc8)
+        g.loss = tf.reduce_mean(g.losses)
+    with tf.name_scope('accuracy'):
+        g.correct = tf.equal(tf.argmax(g.model.fc8, 1), tf.argmax(g.y, 1))
+        g.accuracy = tf.reduce_mean(tf.cast(g.correct, tf.float32))
+
+    with tf.name_scope('train'):
+        train_vars = [v for v in tf.trainable_variables()
+                      if v.name.split('/')[0] in config.train_layers]
+        decay = tf.add_n([tf.nn.l2_loss(v) for v in train_vars
+                          if v.name.endswith('weights:0')] or [0.0])
+        total_loss = g.loss + config.weight_decay * decay
+        g.lr_mult = {layer: tf.Variable(1.0, trainable=False,
+                                        name=layer + '_lr_mult')
+                     for layer in LAYERS}
+        gradients = tf.gradients(total_loss, train_vars)
+        scaled = [(gradient * _rate_multiplier(var, g.lr_mult), var)
+                  for gradient, var in zip(gradients, train_vars)]
+        optimizer = tf.train.MomentumOptimizer(g.learning_rate,
+                                               config.momentum)
+        g.train_op = optimizer.apply_gradients(scaled)
+    g.epoch = tf.Variable(0, trainable=False, name='epoch')  # epochs done
+    g.best_acc = tf.Variable(-1.0, trainable=False, name='best_val_acc')
+    g.init = tf.global_variables_initializer()
+    return g
+
+
+def _rate_multiplier(var, lr_mult):
+    """Caffe's lr_mult: the layer's multiplier, doubled for biases."""
+    multiplier = lr_mult[var.name.split('/')[0]]
+    return 2.0 * multiplier if 'biases' in var.name else multiplier
+
+
+def set_rate_multipliers(sess, graph, config):
+    """Per-layer learning-rate multipliers, once the weights are loaded.
+
+    Fine-tuning: the fresh layers (those load_initial_weights left alone,
+    fc8) learn `new_layer_lr_mult` (10x) faster, to catch up with the
+    pretrained ones. From scratch every layer learns at the base rate.
+
+    A fresh conv1 learns PIXEL_STD**2 (3600x) slower: its input is in pixel
+    units (std about 60) rather than unit-sized, which makes its gradients 60
+    times larger and its initial weights 60 times smaller than those of the
+    other layers. Dividing its rate by 60**2 makes it learn exactly as if the
+    input were scaled to unit size; without it a scratch run diverges.
+    """
+    fine_tuning = bool(graph.model.loaded_layers)
+    for layer in LAYERS:
+        multiplier = 1.0
+        if layer not in graph.model.loaded_layers:
+            if fine_tuning:
+                multiplier = config.new_layer_lr_mult
+            if layer == 'conv1':
+                multiplier /= PIXEL_STD ** 2
+        graph.lr_mult[layer].load(multiplier, sess)
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+def run_name(graph):
+    """'finetune' if ImageNet weights were loaded, 'scratch' otherwise."""
+    return 'finetune' if graph.model.loaded_layers else 'scratch'
+
+
+def train(sess, graph, train_data, val_data, config):
+    """Train for config.num_epochs epochs; returns the history rows.
+
+    Each epoch: one pass over the training list, then the validation
+    accuracy over every validation image, a line of history.csv, TensorBoard
+    summaries, and a checkpoint.
+    """
+    name = run_name(graph)
+    checkpoint_path = config.checkpoint_path.format(mode=name)
+    filewriter_path = config.filewriter_path.format(mode=name)
+    saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
+    best_saver = tf.train.Saver(max_to_keep=1)
+    history_file = os.path.join(checkpoint_path, 'history.csv')
+
+    if config.resume:
+        history = resume(sess, saver, graph, checkpoint_path, history_file)
+    else:
+        if os.path.exists(history_file):
+            sys.exit('%s already holds a run (%s). Pass --resume to continue '
+                     'it, or --checkpoint_path for a new folder, or delete it.'
+                     % (checkpoint_path, history_file))
+        set_rate_multipliers(sess, graph, config)
+        history = []
+    os.makedirs(checkpoint_path, exist_ok=True)
+    write_config(config, name, os.path.join(checkpoint_path, 'config.json'))
+    writer = tf.summary.FileWriter(filewriter_path, sess.graph)
+    first_epoch = sess.run(graph.epoch) + 1
+    if config.resume:  # hide the curves of epochs after the checkpoint
+        writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
+                               first_epoch - 1)
+
+    print('Training %s: %d training and %d validation images, %d classes. '
+          'Random guessing scores %.2f%%.'
+          % ('from ImageNet weights (fine-tuning)' if name == 'finetune'
+             else 'from scratch', train_data.data_size, val_data.data_size,
+             config.num_classes, 100.0 / config.num_classes))
+    print('Checkpoints and history in %s; TensorBoard: tensorboard --logdir %s'
+          % (checkpoint_path, filewriter_path))
+
+    for epoch in range(first_epoch, config.num_epochs + 1):
+        start = time.time()
+        train_data.reset_pointer(epoch=epoch - 1)
+        train_loss, train_acc = train_epoch(sess, graph, train_data, config,
+                                            epoch)
+        seconds = time.time() - start
+        val_loss, val_acc = validate(sess, graph, val_data, config.batch_size)
+        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
+                   val_loss=val_loss, val_acc=val_acc, seconds=seconds,
+                   images_per_sec=train_data.data_size / seconds)
+        history.append(row)
+        is_best = val_acc > sess.run(graph.best_acc)
+        if is_best:
+            graph.best_acc.load(val_acc, sess)
+        graph.epoch.load(epoch, sess)
+        save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
+                        is_best)
+        write_history(history, history_file)
+        write_summaries(writer, row, config.learning_rate)
+        print('Epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f '
+              'acc %.2f%%%s | %.1f img/s, %.0f s'
+              % (epoch, config.num_epochs, train_loss, 100 * train_acc,
+                 val_loss, 100 * val_acc, ' (best)' if is_best else '',
+                 row['images_per_sec'], seconds))
+    writer.close()
+    if history:
+        best = max(history, key=lambda r: r['val_acc'])
+        print('Best validation accuracy %.2f%% in epoch %d (chance: %.2f%%).'
+              % (100 * best['val_acc'], best['epoch'],
+                 100.0 / config.num_classes))
+    return history
+
+
+def train_epoch(sess, graph, data, config, epoch):
+    """One pass over the training images; returns (mean loss, accuracy)."""
+    steps = data.steps_per_epoch(config.batch_size)
+    progress = Progress(steps, 'Epoch %d/%d' % (epoch, config.num_epochs),
+                        config.display_step)
+    loss_sum = correct_sum = seen = 0.0
+    batches = prefetch(data.batches(config.batch_size))
+    wait_start = time.time()
+    for step, (images, labels) in enumerate(batches, start=1):
+        data_time = time.time() - wait_start
+        _, loss, correct = sess.run(
+            [graph.train_op, graph.loss, graph.correct],
+            feed_dict={graph.x: images, graph.y: labels,
+                       graph.keep_prob: 1.0 - config.dropout_rate,
+                       graph.learning_rate: config.learning_rate})
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                'The loss became %s at epoch %d, step %d: the learning rate '
+                '%g is too high for this run. Lower it (e.g. --learning_rate '
+                '%g) and resume from the last good checkpoint with --resume.'
+                % (loss, epoch, step, config.learning_rate,
+                   config.learning_rate / 10))
+        loss_sum += loss * len(labels)
+        correct_sum += correct.sum()
+        seen += len(labels)
+        progress.update(len(labels), loss_sum / seen, correct_sum / seen,
+                        data_time, time.time() - wait_start - data_time)
+        wait_start = time.time()
+    progress.close()
+    return loss_sum / seen, correct_sum / seen
+
+
+def validate(sess, graph, data, batch_size):
+    """Mean loss and accuracy over every image of `data` (no dropout)."""
+    data.reset_pointer(epoch=0)
+    loss_sum = correct_sum = 0.0
+    for images, labels in prefetch(data.batches(batch_size)):
+        losses, correct = sess.run([graph.losses, graph.correct],
+                                   feed_dict={graph.x: images,
+                                              graph.y: labels})
+        loss_sum += losses.sum()
+        correct_sum += correct.sum()
+    return loss_sum / data.data_size, correct_sum / data.data_size
+
+
+def save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch, is_best):
+    """Save epoch-N (the last keep_checkpoints are kept) and, if it is the
+    best so far, best. The `checkpoint` file, which names the newest
+    checkpoint, is only rewritten once the new one is complete."""
+    saver.save(sess, os.path.join(checkpoint_path, 'epoch'),
+               global_step=epoch)
+    if is_best:
+        best_saver.save(sess, os.path.join(checkpoint_path, 'best'),
+                        latest_filename='best_checkpoint')
+
+
+def resume(sess, saver, graph, checkpoint_path, history_file):
+    """Restore the newest checkpoint; returns the history up to it."""
+    latest = tf.train.latest_checkpoint(checkpoint_path)
+    if latest is None:
+        sys.exit('--resume: no checkpoint in %s. Run without --resume to '
+                 'start a new run there.' % checkpoint_path)
+    saver.restore(sess, latest)
+    epoch = sess.run(graph.epoch)
+    history = [row for row in read_history(history_file)
+               if row['epoch'] <= epoch]
+    print('Resuming from %s: %d epochs done.' % (latest, epoch))
+    return history
+
+
+def read_history(history_file):
+    """The rows of a history.csv, numbers as numbers."""
+    if not os.path.exists(history_file):
+        return []
+    with open(history_file, newline='') as f:
+        return [{key: (int(value) if key == 'epoch' else float(value))
+                 for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def write_history(history, history_file):
+    """Rewrite history.csv whole, through a temporary file and a rename, so
+    a crash never leaves it half written."""
+    temporary = history_file + '.tmp'
+    with open(temporary, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({key: (row[key] if key == 'epoch' else
+                                   '%.6g' % row[key]) for key in HISTORY_COLUMNS})
+    os.replace(temporary, history_file)
+
+
+def write_config(config, name, path):
+    record = dict(config, mode=name, tensorflow=tf.__version__)
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+
+
+def write_summaries(writer, row, learning_rate):
+    """Per-epoch curves for TensorBoard."""
+    values = [('train/loss', row['train_loss']),
+              ('train/accuracy', row['train_acc']),
+              ('validation/loss', row['val_loss']),
+              ('validation/accuracy', row['val_acc']),
+              ('learning_rate', learning_rate)]
+    summary = tf.Summary(value=[tf.Summary.Value(tag=tag, simple_value=value)
+                                for tag, value in values])
+    writer.add_summary(summary, row['epoch'])
+    writer.flush()
+
+
+class Progress(object):
+    """Progress within an epoch: a live bar on a terminal (tqdm, when it is
+    installed), plain lines every `display_step` batches otherwise (logs,
+    notebooks, CI), with images/s, time left, and the split between waiting
+    for data and computing."""
+
+    def __init__(self, steps, title, display_step):
+        self.steps, self.title, self.display_step = steps, title, display_step
+        self.step = self.images = 0
+        self.data_time = self.compute_time = 0.0
+        self.start = time.time()
+        self.bar = None
+        if sys.stdout.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=steps, desc=title, unit='batch',
+                                leave=False)
+            except ImportError:
+                pass
+
+    def update(self, images, loss, accuracy, data_time, compute_time):
+        self.step += 1
+        self.images += images
+        self.data_time += data_time
+        self.compute_time += compute_time
+        rate = self.images / max(time.time() - self.start, 1e-9)
+        left = (self.steps - self.step) * (time.time() - self.start) / self.step
+        if self.bar is not None:
+            self.bar.set_postfix_str('loss %.3f acc %.1f%% %.1f img/s' % (
+                loss, 100 * accuracy, rate))
+            self.bar.update(1)
+        elif self.step % self.display_step == 0 or self.step == self.steps:
+            print('%s [%d/%d] loss %.4f acc %.2f%% | %.1f img/s | data %.2fs '
+                  'compute %.2fs | %.0fs left' % (
+                      self.title, self.step, self.steps, loss, 100 * accuracy,
+                      rate, self.data_time, self.compute_time, left))
+            sys.stdout.flush()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
