@@ -21,12 +21,18 @@ mode: placeholders, sessions, `variable_scope` and `get_variable`.
 """
 import os
 
+# Quiet TensorFlow's start-up log and its notices about the 1.x API, which
+# this kit uses on purpose (set TF_CPP_MIN_LOG_LEVEL=0 to see everything).
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 try:  # TensorFlow 2.x (and 1.13+): the 1.x API lives in compat.v1
     import tensorflow.compat.v1 as tf
-    if hasattr(tf, 'disable_v2_behavior'):  # absent on 1.13, where it is off anyway
-        tf.disable_v2_behavior()
 except ImportError:  # older TensorFlow 1.x
     import tensorflow as tf
+if os.environ['TF_CPP_MIN_LOG_LEVEL'] != '0':
+    tf.logging.set_verbosity(tf.logging.ERROR)
+if hasattr(tf, 'disable_v2_behavior'):  # TF 2.x: graph mode and sessions
+    tf.disable_v2_behavior()
 
 import weights as weights_io
 
@@ -114,8 +120,10 @@ class AlexNet(object):
         if all(layer in self.SKIP_LAYER for layer in LAYERS):
             return  # training from scratch: the file is not even needed
         layers = weights_io.read_weights(self.WEIGHTS_PATH)
-        weights_io.check_layers(layers, self.variable_shapes(),
-                                self.SKIP_LAYER, self.WEIGHTS_PATH)
+        for warning in weights_io.check_layers(layers, self.variable_shapes(),
+                                               self.SKIP_LAYER,
+                                               self.WEIGHTS_PATH):
+            print('Note: %s' % warning)
         for layer in LAYERS:
             if layer in self.SKIP_LAYER or layer not in layers:
                 continue

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from alexnet import AlexNet, LAYERS, PIXEL_STD, tf
-from datagenerator import ImageDataGenerator
+from datagenerator import ImageDataGenerator, ListFileError, read_list
 
 HISTORY_COLUMNS = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc',
                    'seconds', 'images_per_sec']
@@ -171,27 +171,45 @@ def check_inputs(config, needs_weights):
     """Before building anything: are the lists, images and weights there?
 
     Lists every missing input in one message, each with the command that
-    gets it, and stops. (A missing image among many present ones is left to
-    the data generator, which names it.)
+    gets it, and stops.
     """
     missing = []
     for name in ('train_file', 'val_file'):
-        if not os.path.isfile(config[name]):
+        list_file = config[name]
+        if not os.path.isfile(list_file):
             missing.append('the list %s (%s): it ships with the project; to '
                            'remake it: python tools/make_lists.py'
-                           % (config[name], name))
-    folder = config.replacementpath
-    if folder and not os.path.isdir(folder):
-        missing.append('the images in %s (replacementpath): '
-                       'python tools/download.py --only data' % folder)
+                           % (list_file, name))
+            continue
+        try:
+            paths, _, lines = read_list(list_file, config.replacementpath,
+                                        config.num_classes)
+        except ListFileError as error:
+            sys.exit(str(error))
+        absent = [(path, line) for path, line in zip(paths, lines)
+                  if not os.path.isfile(path)]
+        if absent:
+            missing.append('%d of the %d images of %s, e.g. %s (line %d): %s'
+                           % (len(absent), len(paths), list_file, absent[0][0],
+                              absent[0][1], _get_images_command(config)))
     weights = config.weights_path
     if needs_weights and not os.path.isfile(weights):
         missing.append('the ImageNet weights %s (weights_path): python '
-                       'tools/download.py --only weights (see '
-                       'bvlc_alexnet.npy.md), or pass --scratch to train '
-                       'without them' % weights)
+                       'tools/download.py --only weights --weights-dest %s '
+                       '(see bvlc_alexnet.npy.md), or pass --scratch to train '
+                       'without them' % (weights, os.path.dirname(weights) or '.'))
     if missing:
         sys.exit('Cannot start, missing:\n  - ' + '\n  - '.join(missing))
+
+
+def _get_images_command(config):
+    """The download command that puts the images where the lists look."""
+    folder = config.replacementpath
+    if folder and os.path.basename(os.path.normpath(folder)) == 'jpg':
+        return ('python tools/download.py --only data --dest %s'
+                % (os.path.dirname(os.path.normpath(folder)) or '.'))
+    return ('python tools/download.py --only data, then set replacementpath '
+            'to the jpg folder it makes')
 
 
 def open_data(config, loader):

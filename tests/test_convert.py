@@ -8,24 +8,12 @@
   onnx helper API and run by onnxruntime; the converted weights in our
   TensorFlow AlexNet must give the same logits.
 """
-import importlib.util
-import os
-import sys
-
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import weights  # noqa: E402
-from weights import WeightsFileError  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location(
-    'convert_weights', os.path.join(ROOT, 'tools', 'convert_weights.py'))
-convert = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert)
+import convert_weights as convert    # conftest.py puts tools/ on sys.path
+import weights
+from weights import WeightsFileError
 
 NUM_CLASSES = 10
 

@@ -4,21 +4,17 @@ The hostile files are built here, in the test.  The "payloads" only touch
 files under pytest's tmp_path; the assertions check that reading the file
 with read_weights did *not* run them.
 """
+import io
 import os
 import pickle
 import struct
-import sys
 
 import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import weights  # noqa: E402
-from weights import WeightsFileError, check_layers, read_weights  # noqa: E402
+import weights  # the project root is on sys.path: see conftest.py
+from weights import WeightsFileError, check_layers, read_weights
 
 # A small stand-in for AlexNet: two layers in TensorFlow order.
 SHAPES = {'conv1': {'weights': (3, 3, 3, 4), 'biases': (4,)},
@@ -77,7 +73,6 @@ class Py2Pickler(pickle._Pickler):
 
 
 def py2_pickle(obj):
-    import io
     buffer = io.BytesIO()
     Py2Pickler(buffer, protocol=2).dump(obj)
     return buffer.getvalue()

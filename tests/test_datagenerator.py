@@ -1,0 +1,228 @@
+"""Lists, both image loaders, batching and augmentation."""
+import glob
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import datagenerator
+from datagenerator import (IMAGENET_MEAN_BGR, ImageDataGenerator, ImageError,
+                           ListFileError, load_image, read_list)
+
+
+def write(path, text):
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+def make_images(folder, count, size=(300, 260)):
+    """Distinct random RGB JPEGs; returns their file names."""
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(count):
+        name = 'img %d.jpg' % i  # a space, as user paths have
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        cv2.imwrite(os.path.join(str(folder), name), pixels)
+        names.append(name)
+    return names
+
+
+# ---- lists -----------------------------------------------------------------
+
+def test_list_parsing_spaces_comments_and_list_relative_paths(tmp_path):
+    sub = tmp_path / 'lists'
+    sub.mkdir()
+    path = write(sub / 'list.txt', '# a comment\n\nmy photos/rose 2.jpg 3\n'
+                 '  /abs/tulip.jpg 0  \n')
+    paths, labels, lines = read_list(path)
+    assert paths == [os.path.join(str(sub), 'my photos/rose 2.jpg'),
+                     '/abs/tulip.jpg']
+    assert labels == [3, 0]
+    assert lines == [3, 4]
+
+
+def test_replacementpath_keeps_the_file_name(tmp_path):
+    path = write(tmp_path / 'list.txt', '/old/place/jpg/image_00001.jpg 1\n'
+                 'C:\\data\\jpg\\image_00002.jpg 2\njpg/image 3.jpg 0\n')
+    paths, _, _ = read_list(path, replacementpath='/new')
+    assert paths == ['/new/image_00001.jpg', '/new/image_00002.jpg',
+                     '/new/image 3.jpg']
+
+
+def test_every_bad_line_is_reported_at_once(tmp_path):
+    path = write(tmp_path / 'bad.txt', 'a.jpg 1\nnolabel\nb.jpg x\n'
+                 'c.jpg 7\na.jpg 2\n')
+    with pytest.raises(ListFileError) as error:
+        read_list(path, num_classes=5)
+    message = str(error.value)
+    assert str(path) in message
+    for expected in ('line 2: no label', "line 3: label 'x'",
+                     'line 4: label 7 is outside 0..4', 'line 5: a.jpg is listed twice'):
+        assert expected in message
+    assert 'line 1:' not in message
+
+
+def test_empty_and_missing_lists_are_errors(tmp_path):
+    with pytest.raises(ListFileError, match='lists no images'):
+        read_list(write(tmp_path / 'empty.txt', '# nothing\n\n'))
+    with pytest.raises(ListFileError, match='not found'):
+        read_list(str(tmp_path / 'absent.txt'))
+
+
+# ---- loaders ---------------------------------------------------------------
+
+def save_mode(folder, mode, rgb):
+    """`rgb` saved as an image of PIL mode `mode`; returns (path, expected
+    BGR array before resizing, as both loaders should see it)."""
+    if mode == 'I;16':
+        gray16 = (np.asarray(Image.fromarray(rgb).convert('L'), np.uint16) * 257)
+        path = os.path.join(str(folder), 'gray16.png')
+        cv2.imwrite(path, gray16)
+        gray = (gray16 >> 8).astype(np.uint8)
+        return path, np.dstack([gray] * 3)
+    image = Image.fromarray(rgb)
+    if mode == 'P':
+        image = image.quantize(16)
+    elif mode != 'RGB':
+        image = image.convert(mode)
+    extension = 'jpg' if mode in ('CMYK',) else 'png'
+    path = os.path.join(str(folder), 'image_%s.%s' % (mode, extension))
+    image.save(path, quality=95) if extension == 'jpg' else image.save(path)
+    expected = np.asarray(Image.open(path).convert('RGB'))[:, :, ::-1]
+    return path, expected
+
+
+@pytest.mark.parametrize('mode', ['RGB', 'L', 'LA', 'RGBA', 'P', 'CMYK', 'I;16'])
+@pytest.mark.parametrize('loader', ['opencv', 'pil'])
+def test_every_mode_loads_as_three_channels(tmp_path, mode, loader):
+    rng = np.random.default_rng(3)
+    # Smooth content, so the JPEG and palette round trips stay close.
+    base = cv2.resize(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8),
+                      (320, 280), interpolation=cv2.INTER_CUBIC)
+    path, expected = save_mode(tmp_path, mode, base)
+    image = load_image(path, loader)
+    assert image.shape == (256, 256, 3) and image.dtype == np.uint8
+    reference = cv2.resize(expected, (256, 256), interpolation=cv2.INTER_AREA)
+    difference = np.abs(image.astype(float) - reference).mean()
+    assert difference < 3.0, (mode, loader, difference)
+
+
+@pytest.mark.parametrize('loader', ['opencv', 'pil'])
+def test_unreadable_images_name_the_file(tmp_path, loader):
+    for name, content in (('empty.jpg', b''), ('text.jpg', b'not an image'),
+                          ('cut.jpg', None)):
+        path = os.path.join(str(tmp_path), name)
+        if content is None:  # a JPEG cut in its header
+            good = os.path.join(str(tmp_path), 'good.jpg')
+            cv2.imwrite(good, np.zeros((50, 50, 3), np.uint8))
+            content = open(good, 'rb').read()[:100]
+        with open(path, 'wb') as f:
+            f.write(content)
+        with pytest.raises(ImageError, match=name):
+            load_image(path, loader)
+    with pytest.raises(ImageError, match='absent.jpg'):
+        load_image(os.path.join(str(tmp_path), 'absent.jpg'), loader)
+
+
+def test_generator_error_names_list_and_line(tmp_path):
+    make_images(tmp_path, 1)
+    path = write(tmp_path / 'list.txt', 'img 0.jpg 0\nmissing.jpg 1\n')
+    generator = ImageDataGenerator(path, nb_classes=2)
+    with pytest.raises(ImageError) as error:
+        generator.next_batch(2)
+    assert 'missing.jpg' in str(error.value) and 'line 2' in str(error.value)
+
+
+def test_loaders_agree_on_the_real_images(flowers):
+    files = sorted(glob.glob(os.path.join(flowers, 'jpg', '*.jpg')))[::25]
+    differences = []
+    for path in files:
+        a = load_image(path, 'opencv').astype(np.float64)[14:241, 14:241]
+        b = load_image(path, 'pil').astype(np.float64)[14:241, 14:241]
+        differences.append(np.abs(a - b).mean())
+    assert len(files) >= 50
+    assert np.mean(differences) <= 2.0, np.mean(differences)
+
+
+# ---- batches ---------------------------------------------------------------
+
+@pytest.fixture
+def image_list(tmp_path):
+    names = make_images(tmp_path, 10)
+    return write(tmp_path / 'list.txt', ''.join(
+        '%s %d\n' % (name, i % 3) for i, name in enumerate(names)))
+
+
+def test_batches_cover_every_image_once_with_a_smaller_last_batch(image_list):
+    generator = ImageDataGenerator(image_list, horizontal_flip=True,
+                                   shuffle=True, nb_classes=3, seed=0)
+    assert generator.data_size == 10
+    sizes, labels = [], []
+    for images, one_hot in generator.batches(4):
+        assert images.dtype == np.float32 and images.shape[1:] == (227, 227, 3)
+        assert one_hot.shape[1] == 3 and (one_hot.sum(axis=1) == 1).all()
+        sizes.append(len(images))
+        labels.extend(one_hot.argmax(axis=1))
+    assert sizes == [4, 4, 2]
+    assert sorted(labels) == sorted(i % 3 for i in range(10))
+    assert generator.next_batch(4)[0].shape[0] == 0
+
+
+def test_evaluation_batch_is_the_centre_crop_minus_the_mean(image_list):
+    generator = ImageDataGenerator(image_list, nb_classes=3)
+    images, labels = generator.next_batch(3)
+    for i in range(3):
+        expected = load_image(generator.images[i]).astype(np.float32)
+        expected = expected[14:241, 14:241] - IMAGENET_MEAN_BGR
+        np.testing.assert_allclose(images[i], expected, atol=1e-4)
+        assert labels[i].argmax() == i % 3
+
+
+def test_training_crops_and_flips_come_from_the_resized_image(image_list):
+    generator = ImageDataGenerator(image_list, horizontal_flip=True,
+                                   shuffle=True, nb_classes=3, seed=5)
+    images, _ = generator.next_batch(10)
+    flips = 0
+    for i in range(10):
+        full = load_image(generator.images[generator.order[i]]).astype(np.float32)
+        y, x = generator.offsets[i]
+        crop = full[y:y + 227, x:x + 227]
+        if generator.flips[i]:
+            crop = crop[:, ::-1]
+            flips += 1
+        np.testing.assert_allclose(images[i] + IMAGENET_MEAN_BGR, crop, atol=1e-3)
+    assert 0 < flips < 10
+    assert len({tuple(o) for o in generator.offsets}) > 1
+
+
+def test_seed_makes_epochs_reproducible_and_reset_reshuffles(image_list):
+    def epoch_batches(seed, workers):
+        generator = ImageDataGenerator(image_list, horizontal_flip=True,
+                                       shuffle=True, nb_classes=3, seed=seed,
+                                       workers=workers)
+        first = list(generator.order)
+        a = np.concatenate([b[0] for b in generator.batches(3)])
+        generator.reset_pointer()
+        return first, list(generator.order), a
+    first1, second1, images1 = epoch_batches(7, workers=1)
+    first2, second2, images2 = epoch_batches(7, workers=4)
+    assert first1 == first2 and second1 == second2
+    np.testing.assert_array_equal(images1, images2)
+    assert first1 != second1  # a new order each epoch
+    assert epoch_batches(8, workers=2)[0] != first1
+
+
+@pytest.mark.parametrize('loader', ['opencv', 'pil'])
+def test_both_loaders_give_the_same_batch(image_list, loader):
+    other = {'opencv': 'pil', 'pil': 'opencv'}[loader]
+    a, _ = ImageDataGenerator(image_list, nb_classes=3, loader=loader).next_batch(10)
+    b, _ = ImageDataGenerator(image_list, nb_classes=3, loader=other).next_batch(10)
+    assert np.abs(a - b).mean() < 2.0
+
+
+def test_unknown_loader_is_refused(image_list):
+    with pytest.raises(ValueError, match='opencv'):
+        ImageDataGenerator(image_list, loader='skimage')
