@@ -61,7 +61,7 @@ def configure(script_globals, argv=None):
                 if not name.startswith('_') and name.islower()
                 and isinstance(value, (bool, int, float, str, list))}
     parser = argparse.ArgumentParser(
-        prog=os.path.basename(script),
+        prog=os.path.basename(script), allow_abbrev=False,
         description=(script_globals.get('__doc__') or '').strip(),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in defaults.items():
@@ -394,30 +394,23 @@ def train(sess, graph, train_data, val_data, config):
     print('Checkpoints and history in %s; TensorBoard: tensorboard --logdir %s'
           % (checkpoint_path, filewriter_path))
 
-    for epoch in range(first_epoch, config.num_epochs + 1):
-        start = time.time()
-        train_data.reset_pointer(epoch=epoch - 1)
-        train_loss, train_acc = train_epoch(sess, graph, train_data, config,
-                                            epoch)
-        seconds = time.time() - start
-        val_loss, val_acc = validate(sess, graph, val_data, config.batch_size)
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
-                   val_loss=val_loss, val_acc=val_acc, seconds=seconds,
-                   images_per_sec=train_data.data_size / seconds)
-        history.append(row)
-        is_best = val_acc > sess.run(graph.best_acc)
-        if is_best:
-            graph.best_acc.load(val_acc, sess)
-        graph.epoch.load(epoch, sess)
-        save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
-                        is_best)
-        write_history(history, history_file)
-        write_summaries(writer, row, config.learning_rate)
-        print('Epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f '
-              'acc %.2f%%%s | %.1f img/s, %.0f s'
-              % (epoch, config.num_epochs, train_loss, 100 * train_acc,
-                 val_loss, 100 * val_acc, ' (best)' if is_best else '',
-                 row['images_per_sec'], seconds))
+    epoch = first_epoch
+    try:
+        for epoch in range(first_epoch, config.num_epochs + 1):
+            row, is_best = run_epoch(sess, graph, train_data, val_data,
+                                     config, epoch, writer)
+            history.append(row)
+            # history.csv first: a crash between the two leaves the previous
+            # checkpoint, and --resume drops the history rows after it.
+            write_history(history, history_file)
+            save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
+                            is_best)
+    except FloatingPointError as error:
+        sys.exit(str(error))
+    except KeyboardInterrupt:
+        sys.exit('\nInterrupted in epoch %d. The checkpoints of the finished '
+                 'epochs are in %s; continue with the same command plus '
+                 '--resume.' % (epoch, checkpoint_path))
     writer.close()
     if history:
         best = max(history, key=lambda r: r['val_acc'])
@@ -425,6 +418,29 @@ def train(sess, graph, train_data, val_data, config):
               % (100 * best['val_acc'], best['epoch'],
                  100.0 / config.num_classes))
     return history
+
+
+def run_epoch(sess, graph, train_data, val_data, config, epoch, writer):
+    """Train one epoch and validate; returns (history row, is it the best)."""
+    start = time.time()
+    train_data.reset_pointer(epoch=epoch - 1)
+    train_loss, train_acc = train_epoch(sess, graph, train_data, config, epoch)
+    seconds = time.time() - start
+    val_loss, val_acc = validate(sess, graph, val_data, config.batch_size)
+    row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
+               val_loss=val_loss, val_acc=val_acc, seconds=seconds,
+               images_per_sec=train_data.data_size / seconds)
+    is_best = val_acc > sess.run(graph.best_acc)
+    if is_best:
+        graph.best_acc.load(val_acc, sess)
+    graph.epoch.load(epoch, sess)
+    write_summaries(writer, row, config.learning_rate)
+    print('Epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%%%s'
+          ' | %.1f img/s, %.0f s'
+          % (epoch, config.num_epochs, train_loss, 100 * train_acc, val_loss,
+             100 * val_acc, ' (best)' if is_best else '',
+             row['images_per_sec'], seconds))
+    return row, is_best
 
 
 def train_epoch(sess, graph, data, config, epoch):

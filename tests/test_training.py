@@ -1,0 +1,195 @@
+"""The training scripts: configuration, pre-flight checks, whole runs."""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import training
+from conftest import ROOT
+from demo_data import make_demo_dataset
+
+FINETUNE = os.path.join(ROOT, 'finetune.py')
+
+
+def script_globals(**overrides):
+    """A config block as finetune.py defines it."""
+    values = dict(__file__=FINETUNE, __doc__='Fine-tune.', train_file='t.txt',
+                  num_epochs=30, learning_rate=0.001, train_layers=['fc7', 'fc8'],
+                  seed=1, replacementpath='data', LOADER='opencv')
+    values.update(overrides)
+    return values
+
+
+def test_flags_override_the_config_block_in_both_spellings():
+    values = script_globals()
+    config = training.configure(values, ['--num_epochs', '5',
+                                         '--learning_rate=0.01',
+                                         '--train_layers', 'fc6,fc7,fc8',
+                                         '--replacementpath=', '--scratch'])
+    assert config.num_epochs == 5 and values['num_epochs'] == 5
+    assert config.learning_rate == 0.01
+    assert config.train_layers == ['fc6', 'fc7', 'fc8']
+    assert config.replacementpath == ''
+    assert config.scratch and not config.resume and not config.demo
+    assert config.seed == 1 and 'LOADER' not in config
+
+
+@pytest.mark.parametrize('argv, named', [(['--num_epoch', '5'], '--num_epoch'),
+                                         (['--num_epochs', 'five'], '--num_epochs'),
+                                         (['--learning_rate', 'x'], '--learning_rate')])
+def test_unknown_flags_and_bad_values_are_errors_naming_them(argv, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        training.configure(script_globals(), argv)
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_help_lists_every_setting_with_comment_and_default(capsys):
+    with pytest.raises(SystemExit):
+        training.configure(script_globals(__file__=FINETUNE), ['--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert '--num_epochs INT passes over the training list (default: 30)' in text
+    assert '--train_layers LIST layers that learn (default: fc7,fc8)' in text
+    assert '--scratch' in text and '--resume' in text and '--demo' in text
+
+
+def test_configuration_errors_are_named():
+    config = training.configure(script_globals(), ['--num_epochs', '0'])
+    config.update(batch_size=8, num_classes=4, dropout_rate=0.5,
+                  skip_layer=['fc9'])
+    with pytest.raises(SystemExit) as stop:
+        training.check_config(config)
+    assert 'num_epochs must be at least 1' in str(stop.value.code)
+    assert "skip_layer names unknown layers ['fc9']" in str(stop.value.code)
+
+
+def test_missing_inputs_are_listed_together_with_the_commands(tmp_path):
+    val = tmp_path / 'val.txt'
+    val.write_text('jpg/image_00001.jpg 0\n')
+    config = training.Config(train_file=str(tmp_path / 'absent.txt'),
+                             val_file=str(val), num_classes=102,
+                             replacementpath=str(tmp_path / 'flowers' / 'jpg'),
+                             weights_path=str(tmp_path / 'bvlc_alexnet.npy'))
+    with pytest.raises(SystemExit) as stop:
+        training.check_inputs(config, needs_weights=True)
+    message = stop.value.code
+    assert 'absent.txt' in message and 'tools/make_lists.py' in message
+    assert '1 of the 1 images of %s' % val in message
+    assert '--only data --dest %s' % (tmp_path / 'flowers') in message
+    assert 'bvlc_alexnet.npy' in message and '--only weights' in message
+    with pytest.raises(SystemExit) as stop:
+        training.check_inputs(config, needs_weights=False)
+    assert '--only weights' not in stop.value.code
+
+
+# ---- whole runs, as a user starts them --------------------------------------
+
+def run_script(script, *args, check=True):
+    """Run finetune.py or finetune_pil.py; returns (exit code, output)."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script)] + list(args),
+                            cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True,
+                            timeout=600)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:]
+    return result.returncode, result.stdout
+
+
+@pytest.fixture(scope='module')
+def demo_lists(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp('demo'))
+    return make_demo_dataset(folder, train_per_class=6, val_per_class=3)
+
+
+def read_history(path):
+    with open(os.path.join(path, 'history.csv')) as f:
+        return list(csv.DictReader(f))
+
+
+def small_run_flags(demo_lists, tmp_path):
+    train_file, val_file = demo_lists
+    return ['--train_file', train_file, '--val_file', val_file,
+            '--replacementpath', '', '--num_classes', '4', '--batch_size', '8',
+            '--checkpoint_path', str(tmp_path / 'ck'),
+            '--filewriter_path', str(tmp_path / 'tb')]
+
+
+@pytest.mark.parametrize('script', ['finetune.py', 'finetune_pil.py'])
+def test_scripts_train_a_tiny_epoch_from_scratch(script, demo_lists, tmp_path):
+    _, output = run_script(script, '--scratch', '--num_epochs', '1',
+                           *small_run_flags(demo_lists, tmp_path))
+    assert 'Random guessing scores 25.00%' in output
+    assert 'Epoch 1/1: train loss' in output
+    assert 'Best validation accuracy' in output
+    history = read_history(str(tmp_path / 'ck'))
+    assert list(history[0]) == training.HISTORY_COLUMNS
+    assert len(history) == 1 and history[0]['epoch'] == '1'
+    assert 0 <= float(history[0]['val_acc']) <= 1
+    assert glob.glob(str(tmp_path / 'ck' / 'epoch-1.index'))
+    assert glob.glob(str(tmp_path / 'ck' / 'best.index'))
+    config = json.load(open(str(tmp_path / 'ck' / 'config.json')))
+    assert config['mode'] == 'scratch' and config['num_classes'] == 4
+    assert glob.glob(str(tmp_path / 'tb' / 'events.out.tfevents.*'))
+
+
+def test_finetune_resume_and_no_silent_overwrite(demo_lists, tmp_path):
+    """Fine-tune from a weights file, resume for a second epoch, and refuse
+    to start a new run over an old one."""
+    import weights
+    weights_path = str(tmp_path / 'bvlc_alexnet.npz')
+    rng = np.random.default_rng(0)
+    weights.save_npz({name: {'weights': (rng.standard_normal(shape['weights']) * 0.01).astype(np.float32),
+                             'biases': np.zeros(shape['biases'], np.float32)}
+                      for name, shape in weights.ALEXNET_SHAPES.items()},
+                     weights_path)
+    flags = small_run_flags(demo_lists, tmp_path) + ['--weights_path', weights_path]
+    _, output = run_script('finetune.py', '--num_epochs', '1', *flags)
+    assert 'from ImageNet weights (fine-tuning)' in output
+    first = read_history(str(tmp_path / 'ck'))
+    assert json.load(open(str(tmp_path / 'ck' / 'config.json')))['mode'] == 'finetune'
+
+    _, output = run_script('finetune.py', '--num_epochs', '2', '--resume', *flags)
+    assert 'Resuming from' in output and '1 epochs done' in output
+    assert 'Epoch 1/2' not in output and 'Epoch 2/2: train loss' in output
+    history = read_history(str(tmp_path / 'ck'))
+    assert [row['epoch'] for row in history] == ['1', '2']
+    assert history[0] == first[0]
+
+    code, output = run_script('finetune.py', '--num_epochs', '1', *flags,
+                              check=False)
+    assert code != 0 and 'already holds a run' in output and '--resume' in output
+    assert len(read_history(str(tmp_path / 'ck'))) == 2
+
+
+def test_a_nan_loss_stops_the_run_with_advice(demo_lists):
+    from alexnet import tf, variable
+    config = training.Config(train_file=demo_lists[0], val_file=demo_lists[1],
+                             replacementpath='', num_classes=4, seed=1,
+                             scratch=True, skip_layer=[], weights_path='',
+                             train_layers=list(training.LAYERS),
+                             weight_decay=5e-4, momentum=0.9, batch_size=8,
+                             num_epochs=1, display_step=1, dropout_rate=0.5,
+                             learning_rate=0.001)
+    train_data, _ = training.open_data(config, 'opencv')
+    graph = training.build_graph(config)
+    with tf.Session() as sess:
+        sess.run(graph.init)
+        variable('fc8', 'biases').load(np.full(4, np.nan), sess)
+        with pytest.raises(FloatingPointError) as error:
+            training.train_epoch(sess, graph, train_data, config, epoch=1)
+    assert 'epoch 1, step 1' in str(error.value)
+    assert '--learning_rate 0.0001' in str(error.value)
+
+
+def test_demo_learns_well_above_chance():
+    """`python finetune.py --demo`: generated data, from scratch, a minute."""
+    _, output = run_script('finetune.py', '--demo')
+    best = [line for line in output.splitlines()
+            if line.startswith('Best validation accuracy')]
+    accuracy = float(best[0].split()[3].rstrip('%'))
+    assert accuracy >= 50.0, output[-2000:]  # chance is 25%
