@@ -17,8 +17,9 @@ and returns float32 BGR images minus the ImageNet mean, with one-hot labels.
 Two decoders are offered, OpenCV (`loader='opencv'`) and Pillow
 (`loader='pil'`); both give the same arrays to within a JPEG rounding.
 """
-import os
 import math
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,6 +28,10 @@ import numpy as np
 IMAGENET_MEAN_BGR = np.array([104.007, 116.669, 122.679], dtype=np.float32)
 
 LOADERS = ('opencv', 'pil')
+
+#: Images with a side shorter than this are refused: upscaling a thumbnail
+#: (or a 1x1 tracking pixel) to 256x256 gives no picture to learn from.
+MIN_SIDE = 16
 
 
 class ListFileError(ValueError):
@@ -126,10 +131,14 @@ def _load_opencv(path, size):
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise ImageError('cannot read image %s: %s' % (path, error))
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as error:  # e.g. more pixels than OpenCV allows
+        raise ImageError('cannot decode image %s: %s' % (path, error))
     if image is None:
         raise ImageError('cannot decode image %s: not an image, or a '
                          'truncated or corrupt file' % path)
+    _check_size(path, image.shape[1], image.shape[0])
     if image.shape[1] > size[0] or image.shape[0] > size[1]:
         interpolation = cv2.INTER_AREA
     else:
@@ -141,6 +150,7 @@ def _load_pil(path, size):
     from PIL import Image, ImageOps
     try:
         with Image.open(path) as image:
+            _check_size(path, *image.size)
             image = ImageOps.exif_transpose(image)  # as OpenCV does
             if image.mode.startswith('I'):  # 16/32-bit integer grayscale
                 bits = 16 if image.mode.startswith('I;16') else 32
@@ -148,9 +158,16 @@ def _load_pil(path, size):
                 image = Image.fromarray(gray.astype(np.uint8))
             image = image.convert('RGB').resize(size, Image.BILINEAR)
             rgb = np.asarray(image)
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageError('cannot decode image %s: %s' % (path, error))
     return np.ascontiguousarray(rgb[:, :, ::-1])  # RGB -> BGR
+
+
+def _check_size(path, width, height):
+    if min(width, height) < MIN_SIDE:
+        raise ImageError('image %s is only %dx%d pixels, too small to train '
+                         'on (at least %d per side)' % (path, width, height,
+                                                        MIN_SIDE))
 
 
 class ImageDataGenerator(object):
@@ -183,12 +200,16 @@ class ImageDataGenerator(object):
             many threads decode.
         workers: threads decoding images in parallel (OpenCV and Pillow
             release Python's lock while decoding).
+        strict: stop at the first unreadable image (an ImageError naming it
+            and its list line). By default such an image is skipped with one
+            warning, left out of its batch (never replaced by a placeholder),
+            and counted in `skipped`.
     """
 
     def __init__(self, class_list, horizontal_flip=False, shuffle=False,
                  mean=IMAGENET_MEAN_BGR, scale_size=(227, 227), nb_classes=2,
                  loader='opencv', random_crop=None, resize_size=(256, 256),
-                 replacementpath='', seed=None, workers=None):
+                 replacementpath='', seed=None, workers=None, strict=False):
         if loader not in LOADERS:
             raise ValueError('loader must be one of %s, not %r'
                              % (LOADERS, loader))
@@ -203,6 +224,8 @@ class ImageDataGenerator(object):
         self.seed = (np.random.SeedSequence().entropy if seed is None
                      else seed)
         self.workers = workers or min(8, os.cpu_count() or 1)
+        self.strict = strict
+        self.skipped = {}  # list index -> why the image is skipped
         self.class_list = class_list
         self.images, self.labels, self.lines = read_list(
             class_list, replacementpath, nb_classes)
@@ -249,11 +272,13 @@ class ImageDataGenerator(object):
 
     def _make_batch(self, positions):
         width, height = self.scale_size
-        images = np.empty((len(positions), height, width, 3), np.float32)
-        labels = np.zeros((len(positions), self.n_classes), np.float32)
         pool = self._thread_pool()
         decoded = pool.map(self._load, [self.order[p] for p in positions])
-        for i, (position, image) in enumerate(zip(positions, decoded)):
+        kept = [(p, image) for p, image in zip(positions, decoded)
+                if image is not None]
+        images = np.empty((len(kept), height, width, 3), np.float32)
+        labels = np.zeros((len(kept), self.n_classes), np.float32)
+        for i, (position, image) in enumerate(kept):
             y, x = self.offsets[position]
             crop = image[y:y + height, x:x + width]
             if self.flips[position]:
@@ -264,12 +289,20 @@ class ImageDataGenerator(object):
         return images, labels
 
     def _load(self, index):
+        """The resized image of list entry `index`, or None if it is skipped."""
+        if index in self.skipped:
+            return None
         try:
             return load_image(self.images[index], self.loader,
                               self.resize_size)
         except ImageError as error:
-            raise ImageError('%s (%s, line %d)' % (
-                error, self.class_list, self.lines[index]))
+            message = '%s (%s, line %d)' % (error, self.class_list,
+                                            self.lines[index])
+            if self.strict:
+                raise ImageError(message)
+            self.skipped[index] = message
+            print('Warning: skipping %s' % message, file=sys.stderr)
+            return None
 
     def _thread_pool(self):
         if getattr(self, '_pool', None) is None:

@@ -31,7 +31,8 @@ import time
 import numpy as np
 
 from alexnet import AlexNet, LAYERS, PIXEL_STD, tf
-from datagenerator import ImageDataGenerator, ListFileError, read_list
+from datagenerator import (ImageDataGenerator, ImageError, ListFileError,
+                           read_list)
 
 HISTORY_COLUMNS = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc',
                    'seconds', 'images_per_sec']
@@ -53,7 +54,8 @@ def configure(script_globals, argv=None):
     number, string, bool or list. Each becomes a flag (`--num_epochs 5` or
     `--num_epochs=5`) whose help text is the comment on its line. The script's
     globals are updated too, so the script can keep using plain names.
-    Returns a Config with the extra switches `scratch`, `demo` and `resume`.
+    Returns a Config with the extra switches `scratch`, `resume`, `strict`
+    and `demo`.
     """
     script = script_globals.get('__file__', 'finetune.py')
     comments = _config_comments(script)
@@ -74,6 +76,8 @@ def configure(script_globals, argv=None):
         'model.load_initial_weights(sess)'))
     parser.add_argument('--resume', action='store_true', help=(
         'continue the run in checkpoint_path from its newest checkpoint'))
+    parser.add_argument('--strict', action='store_true', help=(
+        'stop at the first unreadable image instead of skipping it'))
     parser.add_argument('--demo', action='store_true', help=(
         'train a few epochs from scratch on a small generated image set; '
         'needs no download'))
@@ -216,7 +220,8 @@ def open_data(config, loader):
     """The training generator (shuffled, random crops and mirrors) and the
     validation generator (list order, centre crops)."""
     common = dict(nb_classes=config.num_classes, loader=loader,
-                  replacementpath=config.replacementpath, seed=config.seed)
+                  replacementpath=config.replacementpath, seed=config.seed,
+                  strict=config.get('strict', False))
     train_data = ImageDataGenerator(config.train_file, horizontal_flip=True,
                                     shuffle=True, **common)
     val_data = ImageDataGenerator(config.val_file, **common)
@@ -405,7 +410,7 @@ def train(sess, graph, train_data, val_data, config):
             write_history(history, history_file)
             save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
                             is_best)
-    except FloatingPointError as error:
+    except (FloatingPointError, ImageError) as error:
         sys.exit(str(error))
     except KeyboardInterrupt:
         sys.exit('\nInterrupted in epoch %d. The checkpoints of the finished '
@@ -435,11 +440,13 @@ def run_epoch(sess, graph, train_data, val_data, config, epoch, writer):
         graph.best_acc.load(val_acc, sess)
     graph.epoch.load(epoch, sess)
     write_summaries(writer, row, config.learning_rate)
+    skipped = len(train_data.skipped) + len(val_data.skipped)
     print('Epoch %d/%d: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%%%s'
-          ' | %.1f img/s, %.0f s'
+          ' | %.1f img/s, %.0f s%s'
           % (epoch, config.num_epochs, train_loss, 100 * train_acc, val_loss,
              100 * val_acc, ' (best)' if is_best else '',
-             row['images_per_sec'], seconds))
+             row['images_per_sec'], seconds,
+             ' | %d unreadable images skipped' % skipped if skipped else ''))
     return row, is_best
 
 
@@ -453,6 +460,8 @@ def train_epoch(sess, graph, data, config, epoch):
     wait_start = time.time()
     for step, (images, labels) in enumerate(batches, start=1):
         data_time = time.time() - wait_start
+        if len(labels) == 0:  # every image of the batch was unreadable
+            continue
         _, loss, correct = sess.run(
             [graph.train_op, graph.loss, graph.correct],
             feed_dict={graph.x: images, graph.y: labels,
@@ -472,20 +481,28 @@ def train_epoch(sess, graph, data, config, epoch):
                         data_time, time.time() - wait_start - data_time)
         wait_start = time.time()
     progress.close()
+    if not seen:
+        raise ImageError('no image of %s could be read' % data.class_list)
     return loss_sum / seen, correct_sum / seen
 
 
 def validate(sess, graph, data, batch_size):
-    """Mean loss and accuracy over every image of `data` (no dropout)."""
+    """Mean loss and accuracy over every readable image of `data` (no
+    dropout, centre crops)."""
     data.reset_pointer(epoch=0)
-    loss_sum = correct_sum = 0.0
+    loss_sum = correct_sum = seen = 0.0
     for images, labels in prefetch(data.batches(batch_size)):
+        if len(labels) == 0:
+            continue
         losses, correct = sess.run([graph.losses, graph.correct],
                                    feed_dict={graph.x: images,
                                               graph.y: labels})
         loss_sum += losses.sum()
         correct_sum += correct.sum()
-    return loss_sum / data.data_size, correct_sum / data.data_size
+        seen += len(labels)
+    if not seen:
+        raise ImageError('no image of %s could be read' % data.class_list)
+    return loss_sum / seen, correct_sum / seen
 
 
 def save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch, is_best):

@@ -127,13 +127,37 @@ def test_unreadable_images_name_the_file(tmp_path, loader):
         load_image(os.path.join(str(tmp_path), 'absent.jpg'), loader)
 
 
-def test_generator_error_names_list_and_line(tmp_path):
+def test_strict_generator_stops_naming_list_and_line(tmp_path):
     make_images(tmp_path, 1)
     path = write(tmp_path / 'list.txt', 'img 0.jpg 0\nmissing.jpg 1\n')
-    generator = ImageDataGenerator(path, nb_classes=2)
+    generator = ImageDataGenerator(path, nb_classes=2, strict=True)
     with pytest.raises(ImageError) as error:
         generator.next_batch(2)
     assert 'missing.jpg' in str(error.value) and 'line 2' in str(error.value)
+
+
+def test_bad_images_are_skipped_once_warned_and_counted(tmp_path, capsys):
+    names = make_images(tmp_path, 4)
+    (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 not really')
+    cv2.imwrite(str(tmp_path / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
+    path = write(tmp_path / 'list.txt', 'img 0.jpg 0\nbroken.jpg 1\n'
+                 'img 1.jpg 1\ndot.png 2\nmissing.jpg 0\nimg 2.jpg 2\n')
+    generator = ImageDataGenerator(path, nb_classes=3, seed=0)
+    images, labels = generator.next_batch(6)
+    assert len(images) == 3  # no placeholder for the three bad ones
+    assert list(labels.argmax(axis=1)) == [0, 1, 2]
+    expected = load_image(str(tmp_path / 'img 1.jpg')).astype(np.float32)
+    np.testing.assert_allclose(images[1] + IMAGENET_MEAN_BGR,
+                               expected[14:241, 14:241], atol=1e-3)
+    err = capsys.readouterr().err
+    assert err.count('Warning: skipping') == 3
+    for name, line in (('broken.jpg', 2), ('dot.png', 4), ('missing.jpg', 5)):
+        assert '%s' % name in err and 'line %d' % line in err
+    assert 'too small' in err
+    assert len(generator.skipped) == 3
+    generator.reset_pointer()
+    assert len(generator.next_batch(6)[0]) == 3
+    assert capsys.readouterr().err == ''  # warned once, not every epoch
 
 
 def test_loaders_agree_on_the_real_images(flowers):

@@ -63,7 +63,7 @@ def describe(model, class_names):
                 input=inference.INPUT_NAME + ':0',
                 input_shape=[None, inference.CROP, inference.CROP, 3],
                 input_preprocessing=PREPROCESSING,
-                mean_bgr=[float(m) for m in IMAGENET_MEAN_BGR],
+                mean_bgr=[round(float(m), 3) for m in IMAGENET_MEAN_BGR],
                 output=inference.OUTPUT_NAME + ':0',
                 num_classes=model.num_classes, class_names=class_names,
                 checkpoint=model.source, tensorflow=tf.__version__)
