@@ -19,7 +19,9 @@ Two decoders are offered, OpenCV (`loader='opencv'`) and Pillow
 """
 import math
 import os
+import queue
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -262,10 +264,16 @@ class ImageDataGenerator(object):
         self.pointer = positions.stop
         return self._make_batch(positions)
 
-    def batches(self, batch_size):
-        """Iterate over the rest of this epoch in batches."""
-        while self.pointer < self.data_size:
-            yield self.next_batch(batch_size)
+    def batches(self, batch_size, prefetch=0):
+        """Iterate over the rest of this epoch in batches.
+
+        With `prefetch` > 0 a background thread makes the next batches while
+        the caller works on the current one (see `prefetched`).
+        """
+        def epoch():
+            while self.pointer < self.data_size:
+                yield self.next_batch(batch_size)
+        return prefetched(epoch(), prefetch) if prefetch else epoch()
 
     def steps_per_epoch(self, batch_size):
         return int(math.ceil(self.data_size / float(batch_size)))
@@ -308,3 +316,33 @@ class ImageDataGenerator(object):
         if getattr(self, '_pool', None) is None:
             self._pool = ThreadPoolExecutor(self.workers)
         return self._pool
+
+
+def prefetched(batches, depth=2):
+    """Iterate over `batches` while a background thread makes the next ones.
+
+    While TensorFlow computes a step (outside Python's lock) the thread
+    decodes the following batch, so the step rarely waits for data. At most
+    `depth` batches wait in the queue, which bounds memory. An error in the
+    thread (an unreadable image) is raised here, in the training loop.
+    """
+    slots = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for batch in batches:
+                slots.put(batch)
+            slots.put(done)
+        except BaseException as error:  # forwarded to the consumer
+            slots.put(error)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    while True:
+        item = slots.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

@@ -25,8 +25,7 @@ import numpy as np
 
 from alexnet import AlexNet, LAYERS, tf
 from datagenerator import (IMAGENET_MEAN_BGR, ListFileError, load_image,
-                           read_list)
-from training import prefetch
+                           prefetched, read_list)
 
 #: The side of the square crop the net sees.
 CROP = 227
@@ -332,7 +331,7 @@ def predict_list(models, paths, loader='opencv', batch_size=64,
                     lambda path: load_views(path, loader, ten_crop),
                     paths[first:first + chunk])))
 
-        for views in prefetch(chunks()):
+        for views in prefetched(chunks()):
             outputs = run_views(models, views, layer, batch_size)
             for result, output in zip(results, outputs):
                 result.append(output)

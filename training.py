@@ -22,10 +22,8 @@ import csv
 import json
 import math
 import os
-import queue
 import re
 import sys
-import threading
 import time
 
 import numpy as np
@@ -228,36 +226,6 @@ def open_data(config, loader):
     return train_data, val_data
 
 
-def prefetch(batches, depth=2):
-    """Iterate over `batches` while a background thread makes the next ones.
-
-    While TensorFlow computes a step (outside Python's lock) the thread
-    decodes the following batch, so the step rarely waits for data. At most
-    `depth` batches wait in the queue, which bounds memory. An error in the
-    thread (an unreadable image) is raised here, in the training loop.
-    """
-    slots = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce():
-        try:
-            for batch in batches:
-                slots.put(batch)
-            slots.put(done)
-        except BaseException as error:  # forwarded to the consumer
-            slots.put(error)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    while True:
-        item = slots.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 # ---------------------------------------------------------------------------
 # The graph
 # ---------------------------------------------------------------------------
@@ -456,7 +424,7 @@ def train_epoch(sess, graph, data, config, epoch):
     progress = Progress(steps, 'Epoch %d/%d' % (epoch, config.num_epochs),
                         config.display_step)
     loss_sum = correct_sum = seen = 0.0
-    batches = prefetch(data.batches(config.batch_size))
+    batches = data.batches(config.batch_size, prefetch=2)
     wait_start = time.time()
     for step, (images, labels) in enumerate(batches, start=1):
         data_time = time.time() - wait_start
@@ -491,7 +459,7 @@ def validate(sess, graph, data, batch_size):
     dropout, centre crops)."""
     data.reset_pointer(epoch=0)
     loss_sum = correct_sum = seen = 0.0
-    for images, labels in prefetch(data.batches(batch_size)):
+    for images, labels in data.batches(batch_size, prefetch=2):
         if len(labels) == 0:
             continue
         losses, correct = sess.run([graph.losses, graph.correct],

@@ -1,0 +1,552 @@
+"""evaluate.py, predict.py, the feature extractor and the export, on a model
+trained here for two epochs on generated images (and, when the real Oxford
+102 images are present, on a few of them with a 102-class model).
+
+Every number is checked against a computation that does not use
+inference.py: AlexNet restored by hand, images prepared by
+ImageDataGenerator or cropped by hand, the measures counted in loops.
+"""
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate
+import extract_features
+import export_model
+import finetune
+import inference
+import predict
+import training
+from alexnet import AlexNet, LAYERS, tf
+from datagenerator import (IMAGENET_MEAN_BGR, ImageDataGenerator, load_image,
+                           read_list)
+from demo_data import CLASS_NAMES, make_demo_dataset
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def run_main(main, argv):
+    """Run a script's main(argv); returns (stdout, stderr, exit status)."""
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exit:
+            status = exit.code
+    return out.getvalue(), err.getvalue(), status
+
+
+def train_demo_run(folder, epochs=2):
+    """A scratch run of finetune.py's training loop on generated images;
+    returns (run folder, validation list)."""
+    train_file, val_file = make_demo_dataset(folder, train_per_class=8,
+                                             val_per_class=4)
+    run = os.path.join(folder, 'run')
+    config = training.configure(dict(vars(finetune)), [
+        '--train_file', train_file, '--val_file', val_file,
+        '--replacementpath', '', '--num_classes', str(len(CLASS_NAMES)),
+        '--num_epochs', str(epochs), '--batch_size', '16',
+        '--learning_rate', '0.0003', '--keep_checkpoints', '2', '--scratch',
+        '--checkpoint_path', run,
+        '--filewriter_path', os.path.join(folder, 'tensorboard')])
+    training.prepare(config)
+    train_data, val_data = training.open_data(config, loader='opencv')
+    graph = training.build_graph(config)
+    with tf.Session() as sess:
+        sess.run(graph.init)
+        graph.model.load_initial_weights(sess)
+        training.train(sess, graph, train_data, val_data, config)
+    return run, val_file
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def reference_outputs(prefix, num_classes, images):
+    """pool5 (flattened), fc6, fc7, fc8 and the softmax of AlexNet restored
+    by hand from a checkpoint, for preprocessed images."""
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 227, 227, 3])
+        net = AlexNet(x, 1.0, num_classes, LAYERS)
+        saver = tf.train.Saver(var_list=tf.global_variables())
+        with tf.Session() as sess:
+            saver.restore(sess, prefix)
+            pool5, fc6, fc7, fc8 = sess.run(
+                [net.pool5, net.fc6, net.fc7, net.fc8], {x: images})
+    return dict(pool5=pool5.reshape(len(images), -1), fc6=fc6, fc7=fc7,
+                fc8=fc8, probabilities=softmax(fc8))
+
+
+def validation_images(list_file, num_classes):
+    """The list's images as validation prepares them: centre crops."""
+    data = ImageDataGenerator(list_file, nb_classes=num_classes)
+    images, labels = data.next_batch(data.data_size)
+    return images, labels.argmax(axis=1)
+
+
+def percent(value):
+    return '%.2f%%' % (100 * value)
+
+
+# ---------------------------------------------------------------------------
+# Fixtures: one trained run, evaluated once
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    """The trained run, its validation list, a class names file, and the
+    reference outputs of its best checkpoint for the validation images."""
+    folder = str(tmp_path_factory.mktemp('demo'))
+    run, val_list = train_demo_run(folder)
+    names_file = os.path.join(folder, 'names.txt')
+    with open(names_file, 'w') as f:
+        f.write('\n'.join(CLASS_NAMES) + '\n')
+    images, labels = validation_images(val_list, len(CLASS_NAMES))
+    reference = reference_outputs(os.path.join(run, 'best'),
+                                  len(CLASS_NAMES), images)
+    yield dict(folder=folder, run=run, val_list=val_list, names=names_file,
+               images=images, labels=labels, reference=reference)
+    shutil.rmtree(folder, ignore_errors=True)  # about 1.5 GB of checkpoints
+
+
+@pytest.fixture(scope='module')
+def evaluated(demo):
+    """evaluate.py on the run folder: its printout, logits and CSV."""
+    logits = os.path.join(demo['folder'], 'logits.npz')
+    confusion = os.path.join(demo['folder'], 'confusion.csv')
+    out, err, status = run_main(evaluate.main, [
+        demo['run'], '--list', demo['val_list'], '--class_names',
+        demo['names'], '--save_logits', logits, '--confusion_csv', confusion])
+    assert status == 0, err
+    return dict(out=out, saved=dict(np.load(logits)), confusion=confusion)
+
+
+# ---------------------------------------------------------------------------
+# evaluate.py
+# ---------------------------------------------------------------------------
+
+
+def test_saved_outputs_are_the_networks_softmax_in_list_order(demo, evaluated):
+    saved = evaluated['saved']
+    np.testing.assert_array_equal(saved['labels'], demo['labels'])
+    np.testing.assert_allclose(saved['probabilities'],
+                               demo['reference']['probabilities'],
+                               rtol=1e-4, atol=1e-6)
+    assert str(saved['checkpoints'][0]) == os.path.join(demo['run'], 'best')
+
+
+def test_numbers_recomputed_from_the_saved_outputs(demo, evaluated):
+    probabilities = evaluated['saved']['probabilities']
+    labels = evaluated['saved']['labels']
+    count, num_classes = probabilities.shape
+    # Counted one image at a time, without evaluate.py's functions.
+    confusion = [[0] * num_classes for _ in range(num_classes)]
+    top1 = top5 = 0
+    for row, label in zip(probabilities, labels):
+        ranked = sorted(range(num_classes), key=lambda c: -row[c])
+        top1 += ranked[0] == label
+        top5 += label in ranked[:5]
+        confusion[label][ranked[0]] += 1
+    per_class = [confusion[c][c] / sum(confusion[c])
+                 for c in range(num_classes) if sum(confusion[c])]
+    expected_line = '%s  %7s  %7s  %9s' % (
+        os.path.join(demo['run'], 'best'), percent(top1 / count),
+        percent(top5 / count), percent(sum(per_class) / len(per_class)))
+    assert expected_line in evaluated['out']
+
+    # The confusion matrix CSV, rows true and columns predicted.
+    with open(evaluated['confusion']) as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == CLASS_NAMES
+    assert [row[0] for row in rows[1:]] == CLASS_NAMES
+    assert [[int(v) for v in row[1:]] for row in rows[1:]] == confusion
+
+    # The most confused pairs: the largest off-diagonal counts, with names.
+    mistakes = sorted(((confusion[t][p], t, p) for t in range(num_classes)
+                       for p in range(num_classes)
+                       if t != p and confusion[t][p]), reverse=True)[:5]
+    printed = re.findall(r'  (.+) \((\d)\) -> (.+) \((\d)\): (\d+) of (\d+)',
+                         evaluated['out'])
+    assert len(printed) == len(mistakes)
+    assert [int(p[4]) for p in printed] == [m[0] for m in mistakes]
+    for true_name, true, predicted_name, predicted, images, total in printed:
+        true, predicted = int(true), int(predicted)
+        assert confusion[true][predicted] == int(images)
+        assert sum(confusion[true]) == int(total)
+        assert (true_name, predicted_name) == (CLASS_NAMES[true],
+                                               CLASS_NAMES[predicted])
+
+
+def test_top1_of_the_run_folder_is_its_best_validation_accuracy(demo,
+                                                                 evaluated):
+    """The validation list through evaluate.py scores what training scored."""
+    history = training.read_history(os.path.join(demo['run'], 'history.csv'))
+    best = max(history, key=lambda row: row['val_acc'])
+    saved = evaluated['saved']
+    top1 = np.mean(saved['probabilities'].argmax(axis=1) == saved['labels'])
+    assert top1 == pytest.approx(best['val_acc'])
+
+
+def test_measures_on_a_hand_made_example():
+    probabilities = np.array([[.5, .3, .2, 0, 0, 0],         # 0: right
+                              [.1, .05, .2, .3, .35, 0],     # 0: 4th
+                              [.05, .01, .1, .2, .3, .34],   # 0: 5th
+                              [.01, .05, .1, .2, .3, .34],   # 0: 6th
+                              [.9, .1, 0, 0, 0, 0]])         # 1: 2nd
+    labels = np.array([0, 0, 0, 0, 1])
+    m = evaluate.measures(probabilities, labels)
+    assert m['top1'] == pytest.approx(1 / 5)
+    assert m['top5'] == pytest.approx(3 / 5)
+    assert m['per_class'] == pytest.approx((1 / 4 + 0) / 2)  # classes 0, 1
+    assert evaluate.most_confused(m['confusion']) == [
+        (0, 5, 2), (0, 4, 1), (1, 0, 1)]
+
+
+def test_an_ensemble_of_a_model_with_itself_equals_the_model(demo, evaluated):
+    logits = os.path.join(demo['folder'], 'self_ensemble.npz')
+    out, err, status = run_main(evaluate.main, [
+        demo['run'], demo['run'], '--list', demo['val_list'],
+        '--save_logits', logits])
+    assert status == 0, err
+    saved = np.load(logits)
+    np.testing.assert_allclose(saved['probabilities'],
+                               evaluated['saved']['probabilities'],
+                               rtol=1e-6, atol=1e-7)
+    table = [line.split()[-3:] for line in out.splitlines()
+             if line.startswith((demo['run'], 'ensemble of 2'))]
+    assert len(table) == 3 and table[0] == table[1] == table[2]
+
+
+def test_an_ensemble_averages_the_members_softmax_outputs(demo):
+    members = [os.path.join(demo['run'], 'epoch-%d' % e) for e in (1, 2)]
+    logits = os.path.join(demo['folder'], 'ensemble.npz')
+    out, err, status = run_main(evaluate.main, members + [
+        '--list', demo['val_list'], '--save_logits', logits])
+    assert status == 0, err
+    saved = np.load(logits)
+    singles = [reference_outputs(m, len(CLASS_NAMES), demo['images'])
+               ['probabilities'] for m in members]
+    assert np.abs(singles[0] - singles[1]).max() > 1e-3  # two real members
+    for member, single in zip(saved['member_probabilities'], singles):
+        np.testing.assert_allclose(member, single, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(saved['probabilities'], np.mean(singles, 0),
+                               rtol=1e-4, atol=1e-6)
+    for member, single in zip(members, singles):
+        top1 = np.mean(single.argmax(axis=1) == demo['labels'])
+        assert re.search(re.escape(member) + r'\s+' + re.escape(percent(top1)),
+                         out)
+    assert 'ensemble of 2' in out
+
+
+def test_ten_crop_is_the_mean_over_the_ten_views(demo, evaluated):
+    logits = os.path.join(demo['folder'], 'ten_crop.npz')
+    out, err, status = run_main(evaluate.main, [
+        demo['run'], '--list', demo['val_list'], '--ten_crop',
+        '--save_logits', logits])
+    assert status == 0, err
+    assert 'ten views' in out
+    ten = np.load(logits)['probabilities']
+    centre = evaluated['saved']['probabilities']
+    assert np.abs(ten - centre).max() > 1e-4  # not the centre crop again
+    np.testing.assert_allclose(ten.sum(axis=1), 1, rtol=1e-5)
+
+    # The first image by hand: 4 corners and the centre of the 256x256
+    # image, their mirrors, each through the net, the softmax averaged.
+    image = load_image(str(np.load(logits)['paths'][0]))
+    offsets = [(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)]
+    crops = [image[y:y + 227, x:x + 227] for y, x in offsets]
+    crops += [crop[:, ::-1] for crop in crops]
+    views = np.array(crops, dtype=np.float32) - IMAGENET_MEAN_BGR
+    per_view = reference_outputs(os.path.join(demo['run'], 'best'),
+                                 len(CLASS_NAMES), views)['probabilities']
+    assert np.abs(per_view - per_view[0]).max() > 1e-4  # views do differ
+    np.testing.assert_allclose(ten[0], per_view.mean(axis=0),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(per_view[4], centre[0], rtol=1e-4, atol=1e-6)
+
+
+def test_clear_errors_for_a_bad_checkpoint_or_missing_images(demo, tmp_path):
+    _, err, status = run_main(evaluate.main, [str(tmp_path)])
+    assert status and 'no checkpoint in the folder' in str(status)
+    listing = tmp_path / 'list.txt'
+    listing.write_text('gone/a.jpg 0\ngone/b.jpg 1\n')
+    _, _, status = run_main(evaluate.main, [demo['run'], '--list',
+                                            str(listing)])
+    assert '2 of the 2 images' in str(status) and 'a.jpg' in str(status)
+
+
+def test_run_folder_means_best_and_files_mean_their_prefix(demo):
+    run = demo['run']
+    assert inference.find_checkpoint(run) == os.path.join(run, 'best')
+    assert inference.find_checkpoint(os.path.join(run, 'epoch-2.index')) == \
+        os.path.join(run, 'epoch-2')
+    assert inference.find_checkpoint(
+        os.path.join(run, 'epoch-1.data-00000-of-00001')) == \
+        os.path.join(run, 'epoch-1')
+
+
+# ---------------------------------------------------------------------------
+# Features
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('layer', ['pool5', 'fc6', 'fc7', 'fc8'])
+def test_features_equal_the_alexnet_attribute_of_the_layer(demo, layer):
+    out = os.path.join(demo['folder'], '%s.npy' % layer)
+    _, err, status = run_main(extract_features.main, [
+        '--layer', layer, demo['val_list'], out, '--checkpoint', demo['run'],
+        '--batch_size', '5'])  # batches of 5, 5, 5, 1: order across batches
+    assert status == 0, err
+    features = np.load(out)
+    expected = demo['reference'][layer]
+    assert features.shape == expected.shape
+    assert features.shape[1] == {'pool5': 9216, 'fc6': 4096, 'fc7': 4096,
+                                 'fc8': len(CLASS_NAMES)}[layer]
+    np.testing.assert_allclose(features, expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_array_equal(
+        np.load(out.replace('.npy', '_labels.npy')), demo['labels'])
+
+
+def test_features_into_one_npz_with_labels_and_paths(demo):
+    out = os.path.join(demo['folder'], 'fc7.npz')
+    _, err, status = run_main(extract_features.main, [
+        demo['val_list'], out, '--checkpoint', demo['run']])
+    assert status == 0, err
+    saved = np.load(out)
+    np.testing.assert_allclose(saved['features'], demo['reference']['fc7'],
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(saved['labels'], demo['labels'])
+    assert list(saved['paths']) == read_list(demo['val_list'])[0]
+
+
+def random_weights_file(path, num_classes=1000, seed=0):
+    """A bvlc_alexnet.npy-style file (the Toronto layout) of random weights."""
+    rng = np.random.default_rng(seed)
+    shapes = {'conv1': (11, 11, 3, 96), 'conv2': (5, 5, 48, 256),
+              'conv3': (3, 3, 256, 384), 'conv4': (3, 3, 192, 384),
+              'conv5': (3, 3, 192, 256), 'fc6': (9216, 4096),
+              'fc7': (4096, 4096), 'fc8': (4096, num_classes)}
+    layers = {}
+    for name, shape in shapes.items():
+        scale = np.sqrt(2.0 / np.prod(shape[:-1])) / (60 if name == 'conv1'
+                                                     else 1)
+        layers[name] = [
+            rng.standard_normal(shape, dtype=np.float32) * np.float32(scale),
+            rng.standard_normal(shape[-1], dtype=np.float32) * 0.1]
+    np.save(path, layers, allow_pickle=True)
+    return layers
+
+
+def test_features_from_an_imagenet_weights_file(demo):
+    path = os.path.join(demo['folder'], 'random_alexnet.npy')
+    layers = random_weights_file(path)
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 227, 227, 3])
+        net = AlexNet(x, 1.0, 1000, [], path)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            net.load_initial_weights(sess)
+            fc7, fc8 = sess.run([net.fc7, net.fc8], {x: demo['images']})
+    for layer, expected in (('fc7', fc7), ('fc8', fc8)):
+        out = os.path.join(demo['folder'], 'imagenet_%s.npy' % layer)
+        _, err, status = run_main(extract_features.main, [
+            '--layer', layer, demo['val_list'], out, '--weights', path])
+        assert status == 0, err
+        np.testing.assert_allclose(np.load(out), expected, rtol=1e-4,
+                                   atol=1e-4 * np.abs(expected).max())
+    assert fc8.shape[1] == layers['fc8'][1].shape[0] == 1000
+    os.remove(path)
+
+
+# ---------------------------------------------------------------------------
+# predict.py and the export
+# ---------------------------------------------------------------------------
+
+
+def write_images_of_several_formats(folder):
+    """The same picture as RGBA PNG, grayscale JPEG, palette PNG and 16-bit
+    grayscale PNG, plus a file that is not an image."""
+    rgb = np.asarray(Image.open(os.path.join(folder, 'images',
+                                             'val_0_000.jpg')))
+    paths = {}
+    alpha = np.full(rgb.shape[:2] + (1,), 200, np.uint8)
+    images = {'rgba.png': Image.fromarray(np.concatenate([rgb, alpha], 2),
+                                          'RGBA'),
+              'gray.jpg': Image.fromarray(rgb).convert('L'),
+              'palette.png': Image.fromarray(rgb).convert('P'),
+              'gray16.png': Image.fromarray(
+                  rgb[:, :, 0].astype(np.uint16) * 257)}
+    for name, image in images.items():
+        paths[name] = os.path.join(folder, name)
+        image.save(paths[name])
+    assert Image.open(paths['palette.png']).mode == 'P'
+    paths['broken.jpg'] = os.path.join(folder, 'broken.jpg')
+    with open(paths['broken.jpg'], 'wb') as f:
+        f.write(b'\xff\xd8\xff not really a JPEG')
+    return paths
+
+
+def parse_predictions(out):
+    """{image: [(probability, name), ...]} from predict.py's printout."""
+    result, current = {}, None
+    for line in out.splitlines():
+        match = re.match(r'^\s+([\d.]+)%  (.+)$', line)
+        if match:
+            result[current].append((float(match.group(1)), match.group(2)))
+        elif line.endswith(':'):
+            current = line[:-1]
+            result[current] = []
+    return result
+
+
+def test_predict_names_flowers_in_images_of_any_format(demo):
+    paths = write_images_of_several_formats(demo['folder'])
+    out, err, status = run_main(predict.main, list(paths.values()) + [
+        '--checkpoint', demo['run'], '--class_names', demo['names']])
+    predictions = parse_predictions(out)
+    readable = [p for name, p in paths.items() if name != 'broken.jpg']
+    assert sorted(predictions) == sorted(readable)
+    for path in readable:
+        rows = predictions[path]
+        assert len(rows) == len(CLASS_NAMES)  # top 5 of 4 classes: all 4
+        assert sorted(name for _, name in rows) == sorted(CLASS_NAMES)
+        assert [p for p, _ in rows] == sorted((p for p, _ in rows),
+                                              reverse=True)
+        assert sum(p for p, _ in rows) == pytest.approx(100, abs=0.05)
+    # The broken file: its own message, the others still predicted.
+    assert 'broken.jpg' in err and 'cannot decode' in err
+    assert status and '1 of 5 images could not be read' in str(status)
+    # The RGBA picture is the picture: the probabilities the net gives it.
+    views = inference.load_views(paths['rgba.png'])
+    expected = reference_outputs(os.path.join(demo['run'], 'best'),
+                                 len(CLASS_NAMES), views)['probabilities'][0]
+    for probability, name in predictions[paths['rgba.png']]:
+        assert probability == pytest.approx(
+            100 * expected[CLASS_NAMES.index(name)], abs=0.006)
+
+
+def test_export_then_predict_gives_the_checkpoints_probabilities(demo):
+    export_dir = os.path.join(demo['folder'], 'export')
+    _, err, status = run_main(export_model.main, [
+        demo['run'], export_dir, '--class_names', demo['names']])
+    assert status == 0, err
+    with open(os.path.join(export_dir, 'model.json')) as f:
+        info = json.load(f)
+    assert info['input'] == 'images:0' and info['output'] == 'probabilities:0'
+    assert info['num_classes'] == 4 and info['class_names'] == CLASS_NAMES
+
+    # A plain TensorFlow user: the GraphDef alone, no kit code.
+    graph_def = tf.GraphDef()
+    with open(os.path.join(export_dir, 'frozen_graph.pb'), 'rb') as f:
+        graph_def.ParseFromString(f.read())
+    assert not [n for n in graph_def.node if 'Variable' in n.op]
+    with tf.Graph().as_default() as graph:
+        tf.import_graph_def(graph_def, name='')
+        with tf.Session() as sess:
+            images = graph.get_tensor_by_name('images:0')
+            assert images.shape.as_list() == [None, 227, 227, 3]
+            exported = sess.run('probabilities:0', {images: demo['images']})
+    np.testing.assert_allclose(exported, demo['reference']['probabilities'],
+                               rtol=1e-4, atol=1e-6)
+
+    # predict.py with the export prints what it prints with the checkpoint,
+    # and takes the class names from the export.
+    image = os.path.join(demo['folder'], 'images', 'val_1_000.jpg')
+    from_export, err, status = run_main(predict.main, [image, '--export',
+                                                       export_dir])
+    assert status == 0, err
+    from_checkpoint, _, _ = run_main(predict.main, [
+        image, '--checkpoint', demo['run'], '--class_names', demo['names']])
+    assert from_export == from_checkpoint
+    assert 'green square' in from_export
+
+
+def test_compare_runs_reads_a_real_run(demo):
+    import compare_runs
+    out, err, status = run_main(compare_runs.main, [demo['run']])
+    assert status == 0, err
+    history = training.read_history(os.path.join(demo['run'], 'history.csv'))
+    best = max(history, key=lambda row: row['val_acc'])
+    line = out.splitlines()[1].split()
+    assert line[0] == 'run'  # the folder's name
+    assert line[1:4] == [percent(best['val_acc']), str(best['epoch']),
+                         percent(history[-1]['val_acc'])]
+
+
+# ---------------------------------------------------------------------------
+# Real Oxford 102 images, when they are here
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def flower_model(tmp_path_factory):
+    """A 102-class model, freshly initialised, saved by a training graph
+    (so the checkpoint also holds momentum slots, epoch, ...)."""
+    folder = str(tmp_path_factory.mktemp('flowers'))
+    config = training.configure(dict(vars(finetune)), ['--scratch'])
+    config['scratch'] = True
+    graph = training.build_graph(config)
+    with tf.Session() as sess:
+        sess.run(graph.init)
+        prefix = tf.train.Saver().save(sess, os.path.join(folder, 'init'))
+    yield folder, prefix
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_real_flowers_evaluate_and_predict(flowers, flower_model):
+    folder, prefix = flower_model
+    jpg = os.path.join(flowers, 'jpg')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, 'testfile.txt')) as f:
+        lines = [line for line in f
+                 if os.path.isfile(os.path.join(jpg, os.path.basename(
+                     line.split()[0])))][:24]
+    assert len(lines) >= 10
+    listing = os.path.join(folder, 'test_sample.txt')
+    with open(listing, 'w') as f:
+        f.writelines(lines)
+    logits = os.path.join(folder, 'logits.npz')
+    out, err, status = run_main(evaluate.main, [
+        prefix, '--list', listing, '--replacementpath', jpg,
+        '--save_logits', logits])
+    assert status == 0, err
+    saved = np.load(logits)
+    probabilities, labels = saved['probabilities'], saved['labels']
+    assert probabilities.shape == (len(lines), 102)
+    np.testing.assert_array_equal(labels, [int(l.split()[-1]) for l in lines])
+    ranks = [int(np.sum(row > row[label])) for row, label in
+             zip(probabilities, labels)]  # 0: the label is the top class
+    top1 = np.mean([r < 1 for r in ranks])
+    top5 = np.mean([r < 5 for r in ranks])
+    assert re.search(r'%s\s+%s\s+%s' % (re.escape(prefix), re.escape(
+        percent(top1)), re.escape(percent(top5))), out)
+    # The flower names of class_names.txt in the confusions and predictions.
+    with open(os.path.join(root, 'class_names.txt')) as f:
+        names = [line.strip() for line in f]
+    assert any(name in out for name in names)
+    image = os.path.join(jpg, os.path.basename(lines[0].split()[0]))
+    out, err, status = run_main(predict.main, [image, '--checkpoint', prefix,
+                                               '--class_names', os.path.join(
+                                                   root, 'class_names.txt')])
+    assert status == 0, err
+    rows = parse_predictions(out)[image]
+    assert len(rows) == 5 and all(name in names for _, name in rows)
+    row = probabilities[0]
+    assert [name for _, name in rows] == [names[k] for k in
+                                          np.argsort(-row, kind='stable')[:5]]
