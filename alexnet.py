@@ -60,15 +60,20 @@ class AlexNet(object):
             initialisation (the course skips 'fc8': 1000 ImageNet classes).
         weights_path: the weights file; 'DEFAULT' is bvlc_alexnet.npy beside
             this file.
+        dropout_seed: optional int64 tensor of shape [2]. When given, the
+            dropout masks are a function of it alone (stateless random
+            numbers), so a resumed run draws the same masks as an
+            uninterrupted one; feed a new value each step.
 
     After construction, `fc8` holds the logits and `pool5`, `fc6`, `fc7` the
     activations (fc6/fc7 after ReLU and dropout) for feature extraction.
     """
 
     def __init__(self, x, keep_prob, num_classes, skip_layer,
-                 weights_path='DEFAULT'):
+                 weights_path='DEFAULT', dropout_seed=None):
         self.X = x
         self.KEEP_PROB = keep_prob
+        self.DROPOUT_SEED = dropout_seed
         self.NUM_CLASSES = num_classes
         self.SKIP_LAYER = list(skip_layer)
         self.WEIGHTS_PATH = (DEFAULT_WEIGHTS if weights_path == 'DEFAULT'
@@ -96,10 +101,16 @@ class AlexNet(object):
         # in bvlc_alexnet.npy.
         flattened = tf.reshape(self.pool5, [-1, 6 * 6 * 256])
         fc6 = fc(flattened, 6 * 6 * 256, 4096, name='fc6')
-        self.fc6 = dropout(fc6, self.KEEP_PROB)
+        self.fc6 = dropout(fc6, self.KEEP_PROB, self._seed(0))
         fc7 = fc(self.fc6, 4096, 4096, name='fc7')
-        self.fc7 = dropout(fc7, self.KEEP_PROB)
+        self.fc7 = dropout(fc7, self.KEEP_PROB, self._seed(1))
         self.fc8 = fc(self.fc7, 4096, self.NUM_CLASSES, relu=False, name='fc8')
+
+    def _seed(self, layer_index):
+        """Distinct stateless seeds for fc6 (0) and fc7 (1): [a, 2b + i]."""
+        if self.DROPOUT_SEED is None:
+            return None
+        return self.DROPOUT_SEED * [1, 2] + [0, layer_index]
 
     def variable_shapes(self):
         """{'conv1': {'weights': (11, 11, 3, 96), 'biases': (96,)}, ...}."""
@@ -215,6 +226,13 @@ def lrn(x, name):
     return tf.nn.local_response_normalization(x, name=name, **LRN)
 
 
-def dropout(x, keep_prob):
-    """Dropout that keeps each unit with probability keep_prob."""
-    return tf.nn.dropout(x, rate=1.0 - keep_prob)
+def dropout(x, keep_prob, seed=None):
+    """Dropout that keeps each unit with probability keep_prob (and scales
+    the kept ones by 1/keep_prob). With a seed tensor the mask depends on
+    that seed only; TF 1.13, which lacks stateless random numbers, falls
+    back to ordinary dropout."""
+    stateless_uniform = getattr(tf.random, 'stateless_uniform', None)
+    if seed is None or stateless_uniform is None:
+        return tf.nn.dropout(x, rate=1.0 - keep_prob)
+    keep = stateless_uniform(tf.shape(x), seed=seed) < keep_prob
+    return x * tf.cast(keep, x.dtype) / keep_prob

@@ -1,9 +1,12 @@
 """Evaluate trained AlexNets on a list of images: the final number.
 
-    python evaluate.py runs/finetune/checkpoints            # its best checkpoint
-    python evaluate.py runs/finetune/checkpoints --ten_crop # Caffe's 10 views
-    python evaluate.py runs/finetune/checkpoints/epoch-30 --list valtestfile.txt
+    python evaluate.py runs/finetune/checkpoints   # best checkpoint, test set
+    python evaluate.py runs/finetune/checkpoints --ten_crop  # Caffe's 10 views
+    python evaluate.py runs/finetune/checkpoints/epoch-30 --list my_list.txt
     python evaluate.py runs/a/checkpoints runs/b/checkpoints  # an ensemble
+
+On testfile.txt (6149 images never used in training or validation) this
+gives the final result of the exercise.
 
 Reports
   - top-1 accuracy: the most likely class is the right one;
@@ -28,7 +31,8 @@ from datagenerator import LOADERS, ImageError, ListFileError
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('checkpoints', nargs='+', metavar='RUN_OR_CHECKPOINT',
                         help='a run folder (its best checkpoint is used) or a '
                              'checkpoint prefix; several make an ensemble')
@@ -37,7 +41,8 @@ def parse_args(argv=None):
                              'line (default: testfile.txt)')
     parser.add_argument('--replacementpath', default=None,
                         help="the folder of the images (default: the run's "
-                             'config.json, else %s)' % inference.DEFAULT_IMAGES)
+                             'config.json, else %s)'
+                             % inference.DEFAULT_IMAGES)
     parser.add_argument('--loader', choices=LOADERS, default='opencv',
                         help='the library that decodes the images')
     parser.add_argument('--batch_size', type=int, default=64,
@@ -46,7 +51,7 @@ def parse_args(argv=None):
                         help="average over Caffe's ten views (4 corners and "
                              'the centre, and their mirrors) instead of the '
                              'centre crop alone')
-    parser.add_argument('--class_names', default='class_names.txt',
+    parser.add_argument('--class_names', default=inference.CLASS_NAMES_FILE,
                         help='one class name per line, label 0 first')
     parser.add_argument('--confusion_csv', metavar='FILE',
                         help='write the confusion matrix (rows: true class, '

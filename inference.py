@@ -42,6 +42,10 @@ FEATURE_LAYERS = ('pool5', 'fc6', 'fc7', 'fc8')
 INPUT_NAME = 'images'
 OUTPUT_NAME = 'probabilities'
 
+#: The names of the 102 flowers, beside this file.
+CLASS_NAMES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                'class_names.txt')
+
 #: The files of an export made by tools/export_model.py.
 EXPORT_GRAPH = 'frozen_graph.pb'
 EXPORT_INFO = 'model.json'
@@ -119,11 +123,6 @@ def checkpoint_num_classes(prefix):
     return shapes['fc8/biases'][0]
 
 
-def is_export(path):
-    """Whether `path` is a folder written by tools/export_model.py."""
-    return os.path.isfile(os.path.join(path, EXPORT_GRAPH))
-
-
 # ---------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------
@@ -145,11 +144,12 @@ class Model(object):
         source: where the model came from, for messages.
     """
 
-    def __init__(self, graph, images, outputs, source, class_names=None):
+    def __init__(self, graph, images, outputs, source, class_names=None,
+                 session_config=None):
         self.graph, self.images, self.outputs = graph, images, outputs
         self.source, self.class_names = source, class_names
         self.num_classes = int(outputs[OUTPUT_NAME].shape[-1])
-        self.session = tf.Session(graph=graph)
+        self.session = tf.Session(graph=graph, config=session_config)
 
     @classmethod
     def from_checkpoint(cls, path):
@@ -183,11 +183,10 @@ class Model(object):
             images, outputs, net = _build_alexnet(
                 num_classes, skip_layer=[] if with_fc8 else ['fc8'],
                 weights_path=path, return_net=True)
-            init = tf.global_variables_initializer()
-        model = cls(graph, images, outputs, path)
-        model.session.run(init)
-        net.load_initial_weights(model.session)
-        return model
+            model = cls(graph, images, outputs, path)
+            model.session.run(tf.global_variables_initializer())
+            net.load_initial_weights(model.session)  # finds its variables
+        return model                                 # in the default graph
 
     @classmethod
     def from_export(cls, folder):
@@ -202,7 +201,8 @@ class Model(object):
             tf.import_graph_def(graph_def, name='')  # keep the names as saved
         images = graph.get_tensor_by_name(info['input'])
         outputs = {OUTPUT_NAME: graph.get_tensor_by_name(info['output'])}
-        return cls(graph, images, outputs, folder, info.get('class_names'))
+        return cls(graph, images, outputs, folder, info.get('class_names'),
+                   frozen_graph_session_config())
 
     def run(self, batch, layer=OUTPUT_NAME):
         """The output `layer` for a batch of preprocessed images."""
@@ -221,17 +221,27 @@ class Model(object):
         self.close()
 
 
-def load_model(path):
-    """A Model from an export folder, a run folder or a checkpoint."""
-    if os.path.isdir(path) and is_export(path):
-        return Model.from_export(path)
-    return Model.from_checkpoint(path)
+def frozen_graph_session_config():
+    """A session configuration without Grappler, for frozen graphs.
+
+    Before a graph first runs, Grappler (TensorFlow's graph optimiser)
+    copies it several times and tries to fold its constants. In a frozen
+    AlexNet the weights are 228 MB of constants: that takes 10-15 s on a
+    laptop and gains nothing here, so it is switched off.
+    """
+    config = tf.ConfigProto()
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    return config
 
 
 def _build_alexnet(num_classes, skip_layer=LAYERS, weights_path='DEFAULT',
                    return_net=False):
     """AlexNet on a placeholder named `images`, without dropout, in the
     current default graph; returns (input, {output name: tensor})."""
+    # Once training.make_deterministic has switched on TensorFlow's op
+    # determinism (for the whole process), every random op needs a seed,
+    # even the initializers that a restore then overwrites.
+    tf.set_random_seed(0)
     images = tf.placeholder(tf.float32, [None, CROP, CROP, 3],
                             name=INPUT_NAME)
     net = AlexNet(images, 1.0, num_classes, skip_layer, weights_path)

@@ -1,6 +1,6 @@
 """Name the flowers in your own pictures with a trained AlexNet.
 
-    python predict.py rose.jpg garden/*.png --checkpoint runs/finetune/checkpoints
+    python predict.py rose.jpg g/*.png --checkpoint runs/finetune/checkpoints
     python predict.py rose.jpg --export exported/    # tools/export_model.py
 
 Prints the five most likely classes of each image with their probabilities.
@@ -19,7 +19,8 @@ from datagenerator import LOADERS, ImageError
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('images', nargs='+', metavar='IMAGE')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--checkpoint', metavar='RUN_OR_CHECKPOINT',
@@ -64,8 +65,8 @@ def class_names(args, model):
     class_names.txt."""
     if args.class_names is None and model.class_names:
         return model.class_names
-    return inference.read_class_names(args.class_names or 'class_names.txt',
-                                      model.num_classes)
+    return inference.read_class_names(
+        args.class_names or inference.CLASS_NAMES_FILE, model.num_classes)
 
 
 def print_predictions(path, probabilities, names, top):

@@ -23,7 +23,10 @@ import json
 import math
 import os
 import re
+import shlex
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -250,14 +253,19 @@ def build_graph(config):
     """
     tf.reset_default_graph()
     tf.set_random_seed(config.seed)
+    make_deterministic()
     g = Graph()
     g.x = tf.placeholder(tf.float32, [None, 227, 227, 3], name='images')
     g.y = tf.placeholder(tf.float32, [None, config.num_classes], name='labels')
     g.keep_prob = tf.placeholder_with_default(1.0, [], name='keep_prob')
     g.learning_rate = tf.placeholder(tf.float32, [], name='learning_rate')
+    # [seed, step]: the dropout masks of a step depend on these two numbers
+    # only, so an interrupted and resumed run repeats them exactly.
+    g.dropout_seed = tf.placeholder_with_default(
+        tf.constant([config.seed, 0], tf.int64), [2], name='dropout_seed')
     skip_layer = LAYERS if config.scratch else config.skip_layer
     g.model = AlexNet(g.x, g.keep_prob, config.num_classes, skip_layer,
-                      config.weights_path)
+                      config.weights_path, dropout_seed=g.dropout_seed)
 
     with tf.name_scope('loss'):
         g.losses = tf.nn.softmax_cross_entropy_with_logits_v2(
@@ -281,11 +289,36 @@ def build_graph(config):
                   for gradient, var in zip(gradients, train_vars)]
         optimizer = tf.train.MomentumOptimizer(g.learning_rate,
                                                config.momentum)
-        g.train_op = optimizer.apply_gradients(scaled)
+        # Update no variable before every gradient is computed: the backward
+        # pass of a lower layer reads the weights of the layers above it, and
+        # TF1 variables are read when an op runs, so without this barrier an
+        # early update of fc8 could leak into the gradient of fc7 (a race
+        # that also made two runs of the same seed differ).
+        with tf.control_dependencies(gradients):
+            g.train_op = optimizer.apply_gradients(scaled)
     g.epoch = tf.Variable(0, trainable=False, name='epoch')  # epochs done
     g.best_acc = tf.Variable(-1.0, trainable=False, name='best_val_acc')
     g.init = tf.global_variables_initializer()
     return g
+
+
+def make_deterministic():
+    """Same seed, same numbers: ask TensorFlow for deterministic kernels.
+
+    Without it, the order in which threads add up a gradient varies from run
+    to run; the rounding differences grow over the steps, and two runs of
+    the same seed drift apart after a few steps. On a CPU this costs nothing
+    we could measure. TF 2.8+ has a switch; TF 1.14+ reads an environment
+    variable, which only covers GPU kernels (TF 1.x CPU runs stay close but
+    not bit-identical).
+    """
+    os.environ.setdefault('TF_DETERMINISTIC_OPS', '1')
+    import tensorflow
+    config = getattr(tensorflow, 'config', None)
+    enable = getattr(getattr(config, 'experimental', None),
+                     'enable_op_determinism', None)
+    if enable is not None:
+        enable()
 
 
 def _rate_multiplier(var, lr_mult):
@@ -368,6 +401,7 @@ def train(sess, graph, train_data, val_data, config):
           % (checkpoint_path, filewriter_path))
 
     epoch = first_epoch
+    stop_on_sigterm()
     try:
         for epoch in range(first_epoch, config.num_epochs + 1):
             row, is_best = run_epoch(sess, graph, train_data, val_data,
@@ -378,12 +412,12 @@ def train(sess, graph, train_data, val_data, config):
             write_history(history, history_file)
             save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
                             is_best)
-    except (FloatingPointError, ImageError) as error:
+    except (FloatingPointError, ImageError, CheckpointError) as error:
         sys.exit(str(error))
     except KeyboardInterrupt:
-        sys.exit('\nInterrupted in epoch %d. The checkpoints of the finished '
-                 'epochs are in %s; continue with the same command plus '
-                 '--resume.' % (epoch, checkpoint_path))
+        sys.exit('\nInterrupted in epoch %d, which is abandoned; the '
+                 'checkpoint of epoch %d in %s is kept. To continue:\n  %s'
+                 % (epoch, epoch - 1, checkpoint_path, resume_command()))
     writer.close()
     if history:
         best = max(history, key=lambda r: r['val_acc'])
@@ -421,6 +455,7 @@ def run_epoch(sess, graph, train_data, val_data, config, epoch, writer):
 def train_epoch(sess, graph, data, config, epoch):
     """One pass over the training images; returns (mean loss, accuracy)."""
     steps = data.steps_per_epoch(config.batch_size)
+    first_step = (epoch - 1) * steps  # steps of the run before this epoch
     progress = Progress(steps, 'Epoch %d/%d' % (epoch, config.num_epochs),
                         config.display_step)
     loss_sum = correct_sum = seen = 0.0
@@ -434,7 +469,8 @@ def train_epoch(sess, graph, data, config, epoch):
             [graph.train_op, graph.loss, graph.correct],
             feed_dict={graph.x: images, graph.y: labels,
                        graph.keep_prob: 1.0 - config.dropout_rate,
-                       graph.learning_rate: config.learning_rate})
+                       graph.learning_rate: config.learning_rate,
+                       graph.dropout_seed: [config.seed, first_step + step]})
         if not math.isfinite(loss):
             raise FloatingPointError(
                 'The loss became %s at epoch %d, step %d: the learning rate '
@@ -473,15 +509,49 @@ def validate(sess, graph, data, batch_size):
     return loss_sum / seen, correct_sum / seen
 
 
+class CheckpointError(IOError):
+    """A checkpoint or history.csv could not be written."""
+
+
 def save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch, is_best):
     """Save epoch-N (the last keep_checkpoints are kept) and, if it is the
-    best so far, best. The `checkpoint` file, which names the newest
-    checkpoint, is only rewritten once the new one is complete."""
-    saver.save(sess, os.path.join(checkpoint_path, 'epoch'),
-               global_step=epoch)
-    if is_best:
-        best_saver.save(sess, os.path.join(checkpoint_path, 'best'),
-                        latest_filename='best_checkpoint')
+    best so far, best.
+
+    TensorFlow writes the files of a checkpoint first and only then rewrites
+    the `checkpoint` file that names the newest one, so a crash while saving
+    leaves the previous checkpoint in charge. A failed save (disk full, no
+    permission) stops the run with the reason; the previous one is kept.
+    """
+    try:
+        saver.save(sess, os.path.join(checkpoint_path, 'epoch'),
+                   global_step=epoch)
+        if is_best:
+            best_saver.save(sess, os.path.join(checkpoint_path, 'best'),
+                            latest_filename='best_checkpoint')
+    except (tf.errors.OpError, OSError, ValueError) as error:
+        raise CheckpointError(
+            'Could not save the checkpoint of epoch %d in %s: %s\nThe '
+            'previous checkpoint is kept. Free some space or fix the '
+            'folder\'s permissions, then continue with:\n  %s'
+            % (epoch, checkpoint_path, getattr(error, 'message', error),
+               resume_command()))
+
+
+def resume_command():
+    """The command line of this run, with --resume."""
+    words = [os.path.basename(sys.executable)] + sys.argv
+    if '--resume' not in words:
+        words.append('--resume')
+    return ' '.join(shlex.quote(word) for word in words)
+
+
+def stop_on_sigterm():
+    """Make SIGTERM (sent by `kill` or a batch system) stop a run the way
+    Ctrl-C does: cleanly, with the command that resumes it."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def resume(sess, saver, graph, checkpoint_path, history_file):
@@ -511,13 +581,18 @@ def write_history(history, history_file):
     """Rewrite history.csv whole, through a temporary file and a rename, so
     a crash never leaves it half written."""
     temporary = history_file + '.tmp'
-    with open(temporary, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({key: (row[key] if key == 'epoch' else
-                                   '%.6g' % row[key]) for key in HISTORY_COLUMNS})
-    os.replace(temporary, history_file)
+    try:
+        with open(temporary, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            for row in history:
+                writer.writerow({key: (row[key] if key == 'epoch' else
+                                       repr(float(row[key])))
+                                 for key in HISTORY_COLUMNS})
+        os.replace(temporary, history_file)
+    except OSError as error:
+        raise CheckpointError('Could not write %s: %s. Continue with:\n  %s'
+                              % (history_file, error, resume_command()))
 
 
 def write_config(config, name, path):

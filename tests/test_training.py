@@ -193,3 +193,37 @@ def test_demo_learns_well_above_chance():
             if line.startswith('Best validation accuracy')]
     accuracy = float(best[0].split()[3].rstrip('%'))
     assert accuracy >= 50.0, output[-2000:]  # chance is 25%
+
+
+def test_one_step_is_caffes_sgd_with_rate_multipliers_and_decay():
+    """Fine-tuning fc7 and fc8: weights move by lr * mult * (grad + decay *
+    w), biases at 2x without decay, the fresh fc8 at 10x; others stay."""
+    from alexnet import tf, variable
+    config = training.Config(num_classes=4, seed=1, scratch=False,
+                             skip_layer=['fc8'], weights_path='',
+                             train_layers=['fc7', 'fc8'], weight_decay=5e-4,
+                             momentum=0.9, new_layer_lr_mult=10.0)
+    graph = training.build_graph(config)
+    rng = np.random.default_rng(0)
+    feed = {graph.x: rng.normal(0, 60, (3, 227, 227, 3)).astype(np.float32),
+            graph.y: np.eye(4)[[0, 1, 3]], graph.learning_rate: 0.01}
+    names = ['conv5/weights', 'fc7/weights', 'fc7/biases', 'fc8/weights',
+             'fc8/biases']
+    variables = [variable(*name.split('/')) for name in names]
+    gradients = tf.gradients(graph.loss, variables[1:])
+    with tf.Session() as sess:
+        sess.run(graph.init)
+        graph.model.loaded_layers = list(training.LAYERS[:-1])  # fc8 is new
+        training.set_rate_multipliers(sess, graph, config)
+        before = sess.run(variables)
+        grads = sess.run(gradients, feed)
+        sess.run(graph.train_op, feed)
+        after = sess.run(variables)
+    np.testing.assert_array_equal(after[0], before[0])  # conv5: not trained
+    for name, w, w_new, grad, mult in zip(names[1:], before[1:], after[1:],
+                                          grads, [1, 2, 10, 20]):
+        decay = config.weight_decay * w if name.endswith('weights') else 0
+        expected = w - 0.01 * mult * (grad + decay)
+        np.testing.assert_allclose(w_new, expected, rtol=1e-4,
+                                   atol=1e-6 * np.abs(w).max(), err_msg=name)
+        assert np.abs(w_new - w).max() > 0  # it did move

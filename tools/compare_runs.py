@@ -1,7 +1,7 @@
 """Compare training runs: a table, and their curves in one picture.
 
-    python tools/compare_runs.py runs/finetune/checkpoints runs/scratch/checkpoints \\
-        --out finetune_vs_scratch.png
+    python tools/compare_runs.py runs/finetune/checkpoints \\
+        runs/scratch/checkpoints --out finetune_vs_scratch.png
 
 Reads the history.csv (and config.json) that finetune.py writes into each
 run folder. Prints, per run, the best validation accuracy and its epoch,
@@ -26,7 +26,8 @@ from training import read_history  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('runs', nargs='+', metavar='RUN',
                         help='run folders (checkpoint_path of finetune.py) '
                              'holding history.csv')

@@ -35,12 +35,13 @@ PREPROCESSING = ('BGR channel order, resized to 256x256, centre 227x227 '
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('checkpoint', metavar='RUN_OR_CHECKPOINT',
                         help='a run folder (its best checkpoint) or a '
                              'checkpoint prefix')
     parser.add_argument('out_dir', metavar='OUT_DIR')
-    parser.add_argument('--class_names', default='class_names.txt',
+    parser.add_argument('--class_names', default=inference.CLASS_NAMES_FILE,
                         help='one class name per line, label 0 first, '
                              'stored in model.json')
     return parser.parse_args(argv)
@@ -69,7 +70,7 @@ def describe(model, class_names):
                 checkpoint=model.source, tensorflow=tf.__version__)
 
 
-def export(checkpoint, out_dir, class_names_file='class_names.txt'):
+def export(checkpoint, out_dir, class_names_file=inference.CLASS_NAMES_FILE):
     """Write frozen_graph.pb and model.json into out_dir; returns its path."""
     with inference.Model.from_checkpoint(checkpoint) as model:
         graph_def = freeze(model)

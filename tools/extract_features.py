@@ -36,7 +36,8 @@ from weights import WeightsFileError  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('list', help='the images, "<path> <label>" per line')
     parser.add_argument('out', help='OUT.npy (labels in OUT_labels.npy) or '
                                     'OUT.npz')
@@ -51,7 +52,8 @@ def parse_args(argv=None):
                              'bvlc_alexnet.npy (see bvlc_alexnet.npy.md)')
     parser.add_argument('--replacementpath', default=None,
                         help="the folder of the images (default: the run's "
-                             'config.json, else %s)' % inference.DEFAULT_IMAGES)
+                             'config.json, else %s)'
+                             % inference.DEFAULT_IMAGES)
     parser.add_argument('--loader', choices=LOADERS, default='opencv')
     parser.add_argument('--batch_size', type=int, default=64)
     return parser.parse_args(argv)

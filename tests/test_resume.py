@@ -1,0 +1,114 @@
+"""Hours of training are never lost: interruptions, resume, determinism."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import training
+from conftest import ROOT
+from demo_data import make_demo_dataset
+
+DETERMINISTIC = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc']
+
+
+@pytest.fixture(scope='module')
+def flags(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp('data'))
+    train_file, val_file = make_demo_dataset(folder, train_per_class=6,
+                                             val_per_class=3)
+    return ['--scratch', '--num_epochs', '2', '--train_file', train_file,
+            '--val_file', val_file, '--replacementpath', '',
+            '--num_classes', '4', '--batch_size', '8', '--display_step', '1',
+            '--learning_rate', '0.0003']
+
+
+def command(flags, folder, *extra):
+    return ([sys.executable, os.path.join(ROOT, 'finetune.py')] + flags +
+            ['--checkpoint_path', os.path.join(folder, 'ck'),
+             '--filewriter_path', os.path.join(folder, 'tb')] + list(extra))
+
+
+def run(flags, folder, *extra):
+    result = subprocess.run(command(flags, folder, *extra), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result.stdout
+
+
+def history(folder):
+    with open(os.path.join(folder, 'ck', 'history.csv')) as f:
+        return [{key: row[key] for key in DETERMINISTIC}
+                for row in csv.DictReader(f)]
+
+
+def interrupt_in_epoch_2(flags, folder, sig):
+    """Start a run and send `sig` after the first step of epoch 2."""
+    process = subprocess.Popen(command(flags, folder), cwd=ROOT,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT,
+                               universal_newlines=True)
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith('Epoch 2/2 [1/'):
+            process.send_signal(sig)
+            break
+    output.append(process.communicate(timeout=300)[0])
+    return process.returncode, ''.join(output)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(flags, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp('uninterrupted'))
+    run(flags, folder)
+    return history(folder)
+
+
+def test_same_seed_same_history(flags, uninterrupted, tmp_path):
+    run(flags, str(tmp_path))
+    assert history(str(tmp_path)) == uninterrupted
+    assert len(uninterrupted) == 2
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_run_resumes_to_the_same_history(flags, uninterrupted,
+                                                     tmp_path, sig):
+    folder = str(tmp_path)
+    code, output = interrupt_in_epoch_2(flags, folder, sig)
+    assert code != 0
+    if sig != signal.SIGKILL:
+        assert 'Interrupted in epoch 2' in output
+        assert '--resume' in output.splitlines()[-1]
+    assert history(folder) == uninterrupted[:1]  # epoch 1 kept, 2 abandoned
+    output = run(flags, folder, '--resume')
+    assert 'Resuming from' in output and '1 epochs done' in output
+    assert history(folder) == uninterrupted
+
+
+def test_failed_save_stops_cleanly_and_keeps_the_previous(tmp_path, flags):
+    """A checkpoint folder that cannot be written (here: a file is in the
+    way, which stops even root) raises CheckpointError with the fix."""
+    from alexnet import tf
+    config = training.Config(train_file=flags[5], val_file=flags[7],
+                             replacementpath='', num_classes=4, seed=1,
+                             scratch=True, skip_layer=[], weights_path='',
+                             train_layers=list(training.LAYERS),
+                             weight_decay=5e-4, momentum=0.9)
+    graph = training.build_graph(config)
+    good = str(tmp_path / 'ck')
+    with tf.Session() as sess:
+        sess.run(graph.init)
+        saver = tf.train.Saver()
+        training.save_checkpoint(sess, saver, saver, good, 1, False)
+        blocked = str(tmp_path / 'blocked')
+        open(blocked, 'w').close()
+        with pytest.raises(training.CheckpointError) as error:
+            training.save_checkpoint(sess, saver, saver,
+                                     os.path.join(blocked, 'ck'), 2, False)
+    assert 'epoch 2' in str(error.value) and '--resume' in str(error.value)
+    assert tf.train.latest_checkpoint(good).endswith('epoch-1')
