@@ -250,3 +250,20 @@ def test_both_loaders_give_the_same_batch(image_list, loader):
 def test_unknown_loader_is_refused(image_list):
     with pytest.raises(ValueError, match='opencv'):
         ImageDataGenerator(image_list, loader='skimage')
+
+
+@pytest.mark.parametrize('mode', ['RGB', 'L', 'LA', 'RGBA', 'P', 'CMYK', 'I;16'])
+def test_both_loaders_read_every_mode_alike(tmp_path, mode):
+    rng = np.random.default_rng(4)
+    base = cv2.resize(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8),
+                      (640, 520), interpolation=cv2.INTER_CUBIC)
+    path, _ = save_mode(tmp_path, mode, base)
+    # At the image's own size nothing is resized: the decoded pixels.
+    a = load_image(path, 'opencv', size=(640, 520)).astype(np.float64)
+    b = load_image(path, 'pil', size=(640, 520)).astype(np.float64)
+    if mode == 'CMYK':  # the two convert CMYK to RGB with their own rounding
+        assert np.abs(a - b).max() <= 1, mode
+    else:
+        np.testing.assert_array_equal(a, b, err_msg=mode)
+    resized_a, resized_b = load_image(path, 'opencv'), load_image(path, 'pil')
+    assert np.abs(resized_a.astype(float) - resized_b).mean() < 1.0, mode

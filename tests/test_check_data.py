@@ -1,0 +1,39 @@
+"""tools/check_data.py finds every planted fault and says which kind."""
+import cv2
+import numpy as np
+
+import check_data
+
+
+def test_report_lists_every_problem_by_kind(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(tmp_path / 'good.jpg'),
+                rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    good = (tmp_path / 'good.jpg').read_bytes()
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    (tmp_path / 'cut.jpg').write_bytes(good[:len(good) // 3])
+    (tmp_path / 'text.jpg').write_bytes(b'hello')
+    cv2.imwrite(str(tmp_path / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
+    images = tmp_path / 'images.txt'
+    images.write_text('good.jpg 0\nempty.jpg 1\ncut.jpg 1\ntext.jpg 2\n'
+                      'dot.png 0\nmissing.jpg 1\n')
+    broken = tmp_path / 'broken.txt'
+    broken.write_text('good.jpg\ngood.jpg 200\n')
+
+    status = check_data.main([str(images), str(broken), '--num_classes', '3'])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert 'Checked 6 images in 2 list(s): 6 problem(s).' in out
+    for kind, line in (('missing file (1)', 'line 6'), ('empty file (1)', 'line 2'),
+                       ('too small (1)', 'line 5'),
+                       ('unreadable (corrupt, truncated or not an image) (2)', 'line 3')):
+        assert kind in out and line in out
+    assert 'line 1: no label' in out and 'label 200 is outside 0..2' in out
+    assert 'good.jpg line 1' not in out
+
+
+def test_clean_lists_pass(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / 'a.jpg'), np.full((40, 40, 3), 128, np.uint8))
+    (tmp_path / 'list.txt').write_text('a.jpg 0\n')
+    assert check_data.main([str(tmp_path / 'list.txt'), '--loader', 'pil']) == 0
+    assert '0 problem(s)' in capsys.readouterr().out
