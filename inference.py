@@ -257,9 +257,15 @@ def _build_alexnet(num_classes, skip_layer=LAYERS, weights_path='DEFAULT',
 
 
 def read_image_list(list_file, replacementpath, num_classes=None):
-    """(paths, labels) of a list file, after checking that every image is
-    there: one message for all that are missing, before any work starts."""
-    paths, labels, lines = read_list(list_file, replacementpath, num_classes)
+    """(paths, labels) of a list file, after checking that the labels fit
+    the model and that every image is there: one short message, before
+    any work starts."""
+    paths, labels, lines = read_list(list_file, replacementpath)
+    if num_classes and max(labels) >= num_classes:
+        raise ListFileError(
+            '%s has labels up to %d, but the model has only %d classes: is '
+            'it the list for this model?' % (list_file, max(labels),
+                                             num_classes))
     missing = [(path, line) for path, line in zip(paths, lines)
                if not os.path.isfile(path)]
     if missing:

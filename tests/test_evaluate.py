@@ -299,6 +299,10 @@ def test_clear_errors_for_a_bad_checkpoint_or_missing_images(demo, tmp_path):
     _, _, status = run_main(evaluate.main, [demo['run'], '--list',
                                             str(listing)])
     assert '2 of the 2 images' in str(status) and 'a.jpg' in str(status)
+    listing.write_text('gone/a.jpg 0\ngone/b.jpg 76\n')  # 102 flowers' list
+    _, _, status = run_main(evaluate.main, [demo['run'], '--list',
+                                            str(listing)])
+    assert 'labels up to 76, but the model has only 4 classes' in str(status)
 
 
 def test_run_folder_means_best_and_files_mean_their_prefix(demo):

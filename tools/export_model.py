@@ -15,6 +15,11 @@ it and runs it. OUT_DIR receives
 The input `images:0` is float32 [batch, 227, 227, 3]: BGR images, resized
 to 256x256, centre 227x227 crop, minus the ImageNet mean (see model.json).
 The output `probabilities:0` is the softmax, [batch, num_classes].
+
+Tip for other programs: before the first run TensorFlow's graph optimiser
+(Grappler) folds the 228 MB of constants, which takes 10-15 s; a session
+with `config.graph_options.rewrite_options.disable_meta_optimizer = True`
+starts at once (inference.frozen_graph_session_config does this).
 """
 import argparse
 import json
