@@ -167,17 +167,21 @@ def reduction(width, height, size, reduce=True):
     height. So a 1000x1333 photo decodes at 500x667 for a 256x256 target, but
     a 500x667 one at full size: 250 pixels would not cover 256.
 
-    The cost in quality, measured by tools/bench.py as the mean absolute
-    difference of the final 256x256 arrays against full decoding (0..255):
+    The cost in quality: the mean absolute difference of the final 256x256
+    arrays against full decoding (0..255), measured with tools/bench.py's
+    functions, and the loader speed-up on one thread of a 2-core AMD EPYC:
 
-        Oxford 102, the 2,346 real photos here: 0.00 for both loaders; not
-            one has both sides >= 512, so nothing is reduced.
-        The same photos enlarged 2x (1000x1334): OpenCV 0.47, Pillow 0.63;
-            the 1/2 scale applies to all.
-        reduce=0.97 on the real photos (decoded at 250 px, enlarged to 256):
-            OpenCV 1.52, Pillow 1.32; loading is 3x faster.
+        The 2,346 real Oxford 102 photos here: 0.00, and no speed-up: their
+            shorter side is 500 pixels (500..501), under the 512 that the 1/2
+            scale needs, so not one is reduced.
+        Every 4th of them enlarged 2x (587 JPEGs of 1000x1334, quality 90),
+            all decoded at 1/2: OpenCV 0.31 (1.9x faster), Pillow 0.26
+            (3.3x faster).
+        reduce=0.97 on the 2,346 real photos (decoded at 250 pixels, then
+            enlarged to 256): OpenCV 1.51 (2.6x faster), Pillow 1.32
+            (1.8x faster). Not the default: it enlarges.
 
-    All are under the 3.0 that the project allows, hence on by default.
+    All stay under the 3.0 that the project allows, hence on by default.
     """
     if not reduce:
         return 1
@@ -197,10 +201,10 @@ def _load_opencv(path, size, reduce=True):
     except OSError as error:
         raise ImageError('cannot read image %s: %s' % (path, error))
     factor = reduction(*_jpeg_size(data), size, reduce) if reduce else 1
-    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-            4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+             4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
     try:
-        image = cv2.imdecode(data, flag) if data.size else None
+        image = cv2.imdecode(data, flags[factor]) if data.size else None
     except cv2.error as error:  # e.g. more pixels than OpenCV allows
         raise ImageError('cannot decode image %s: %s' % (path, error))
     if image is None:
@@ -228,7 +232,7 @@ def _jpeg_size(data):
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size if image.format == 'JPEG' else (0, 0)
-    except Exception:  # whatever Pillow cannot parse, OpenCV decodes or reports
+    except Exception:  # what Pillow cannot parse, OpenCV decodes or reports
         return (0, 0)
 
 
@@ -379,8 +383,10 @@ class ImageDataGenerator(object):
             and counted in `skipped`.
         reduce: decode large JPEGs at a reduced scale (see `load_image`).
         cache: keep the resized images between epochs (see `ImageCache`):
-            'auto' (in memory if they fit `cache_budget` bytes, else in a
-            memory-mapped file in `cache_dir`), 'memory', 'disk', or None.
+            'auto' (in memory if they fit `cache_budget` bytes, 2 GB, else
+            in a memory-mapped file in `cache_dir`), 'memory', 'disk', or
+            None. The budget is per generator: training and validation
+            lists of Oxford 102 take 200 MB each.
             `cache_description()` says which; crops and mirrors are still
             drawn anew each epoch.
     """
@@ -414,24 +420,25 @@ class ImageDataGenerator(object):
         self.images, self.labels, self.lines = read_list(
             class_list, replacementpath, nb_classes)
         self.data_size = len(self.labels)
-        self.cache = self._open_cache(cache, cache_budget, cache_dir)
         self.cache_budget = cache_budget
+        self.cache = self._open_cache(cache, cache_budget, cache_dir)
         self.epoch = -1
         self.reset_pointer()
 
     def _open_cache(self, cache, budget, folder):
         width, height = self.resize_size
         mode = cache_mode(cache, self.data_size * width * height * 3, budget)
-        return ImageCache(self.data_size, height, width, mode, folder) if mode else None
+        if mode is None:
+            return None
+        return ImageCache(self.data_size, height, width, mode, folder)
 
     def cache_description(self):
         """One line saying whether and where the decoded images are kept."""
         if self.cache is None:
-            return ('Image cache off for %s: every epoch decodes its %d images.'
-                    % (self.class_list, self.data_size))
+            return ('Image cache off for %s: every epoch decodes its %d '
+                    'images.' % (self.class_list, self.data_size))
         where = {'memory': 'in memory',
-                 'disk': 'in a memory-mapped temporary file (over the memory '
-                         'budget)'}[self.cache.mode]
+                 'disk': 'in a memory-mapped temporary file'}[self.cache.mode]
         return ('Image cache %s for %s: %d images of %dx%d, %.0f MB (budget '
                 '%.1f GB); epochs after the first decode no JPEG.'
                 % (where, self.class_list, self.data_size, self.resize_size[0],

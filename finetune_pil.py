@@ -30,6 +30,9 @@ filewriter_path = 'runs/{mode}/tensorboard'  # TensorBoard logs; {mode} is finet
 checkpoint_path = 'runs/{mode}/checkpoints'  # checkpoints, history.csv, config.json
 keep_checkpoints = 3                # how many epoch checkpoints to keep (plus the best)
 seed = 1                            # random seed: shuffling, crops, flips, initialisation
+augment = True                      # random crops and mirrors while training (false: fc-only runs train on features computed once)
+image_cache = 'auto'                # keep decoded images between epochs: auto (in memory up to 2 GB, else a temporary file), memory, disk, off
+workers = 0                         # threads decoding images (0: one per CPU core, at most 8)
 # -----------------------------------------------------------------------------
 
 if __name__ == '__main__':

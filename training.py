@@ -34,6 +34,7 @@ import numpy as np
 from alexnet import AlexNet, LAYERS, PIXEL_STD, tf
 from datagenerator import (ImageDataGenerator, ImageError, ListFileError,
                            read_list)
+from featurecache import open_feature_caches
 
 HISTORY_COLUMNS = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc',
                    'seconds', 'images_per_sec']
@@ -218,13 +219,17 @@ def _get_images_command(config):
 
 
 def open_data(config, loader):
-    """The training generator (shuffled, random crops and mirrors) and the
-    validation generator (list order, centre crops)."""
+    """The training generator (shuffled; random crops and mirrors unless
+    `augment` is off) and the validation generator (list order, centre
+    crops). Both keep the decoded images between epochs (`image_cache`)."""
     common = dict(nb_classes=config.num_classes, loader=loader,
                   replacementpath=config.replacementpath, seed=config.seed,
-                  strict=config.get('strict', False))
-    train_data = ImageDataGenerator(config.train_file, horizontal_flip=True,
-                                    shuffle=True, **common)
+                  strict=config.get('strict', False),
+                  workers=config.get('workers') or None,
+                  cache=config.get('image_cache', 'auto'))
+    train_data = ImageDataGenerator(config.train_file, shuffle=True,
+                                    horizontal_flip=config.get('augment', True),
+                                    **common)
     val_data = ImageDataGenerator(config.val_file, **common)
     return train_data, val_data
 
@@ -403,9 +408,16 @@ def train(sess, graph, train_data, val_data, config):
     epoch = first_epoch
     stop_on_sigterm()
     try:
+        # After the weights are loaded or restored: the feature cache keeps
+        # the output of the frozen layers, which must hold their final values.
+        features = open_feature_caches(sess, graph, train_data, val_data,
+                                       config)
+        if features[0] is None:  # with cached features no image is decoded
+            print(train_data.cache_description())
+            print(val_data.cache_description())
         for epoch in range(first_epoch, config.num_epochs + 1):
             row, is_best = run_epoch(sess, graph, train_data, val_data,
-                                     config, epoch, writer)
+                                     config, epoch, writer, features)
             history.append(row)
             # history.csv first: a crash between the two leaves the previous
             # checkpoint, and --resume drops the history rows after it.
@@ -427,13 +439,17 @@ def train(sess, graph, train_data, val_data, config):
     return history
 
 
-def run_epoch(sess, graph, train_data, val_data, config, epoch, writer):
-    """Train one epoch and validate; returns (history row, is it the best)."""
+def run_epoch(sess, graph, train_data, val_data, config, epoch, writer,
+              features=(None, None)):
+    """Train one epoch and validate; returns (history row, is it the best).
+    `features`: the (training, validation) FeatureCaches, or None each."""
     start = time.time()
     train_data.reset_pointer(epoch=epoch - 1)
-    train_loss, train_acc = train_epoch(sess, graph, train_data, config, epoch)
+    train_loss, train_acc = train_epoch(sess, graph, train_data, config, epoch,
+                                        features[0])
     seconds = time.time() - start
-    val_loss, val_acc = validate(sess, graph, val_data, config.batch_size)
+    val_loss, val_acc = validate(sess, graph, val_data, config.batch_size,
+                                 features[1])
     row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                val_loss=val_loss, val_acc=val_acc, seconds=seconds,
                images_per_sec=train_data.data_size / seconds)
@@ -452,14 +468,22 @@ def run_epoch(sess, graph, train_data, val_data, config, epoch, writer):
     return row, is_best
 
 
-def train_epoch(sess, graph, data, config, epoch):
-    """One pass over the training images; returns (mean loss, accuracy)."""
+def train_epoch(sess, graph, data, config, epoch, features=None):
+    """One pass over the training images; returns (mean loss, accuracy).
+
+    With a FeatureCache the batches hold the cached features of the images,
+    fed into the frozen layer's tensor instead of images into graph.x.
+    """
     steps = data.steps_per_epoch(config.batch_size)
     first_step = (epoch - 1) * steps  # steps of the run before this epoch
     progress = Progress(steps, 'Epoch %d/%d' % (epoch, config.num_epochs),
                         config.display_step)
     loss_sum = correct_sum = seen = 0.0
-    batches = data.batches(config.batch_size, prefetch=2)
+    if features is None:
+        inputs, batches = graph.x, data.batches(config.batch_size, prefetch=2)
+    else:
+        inputs, batches = features.tensor, features.batches(data,
+                                                            config.batch_size)
     wait_start = time.time()
     for step, (images, labels) in enumerate(batches, start=1):
         data_time = time.time() - wait_start
@@ -467,7 +491,7 @@ def train_epoch(sess, graph, data, config, epoch):
             continue
         _, loss, correct = sess.run(
             [graph.train_op, graph.loss, graph.correct],
-            feed_dict={graph.x: images, graph.y: labels,
+            feed_dict={inputs: images, graph.y: labels,
                        graph.keep_prob: 1.0 - config.dropout_rate,
                        graph.learning_rate: config.learning_rate,
                        graph.dropout_seed: [config.seed, first_step + step]})
@@ -490,16 +514,20 @@ def train_epoch(sess, graph, data, config, epoch):
     return loss_sum / seen, correct_sum / seen
 
 
-def validate(sess, graph, data, batch_size):
+def validate(sess, graph, data, batch_size, features=None):
     """Mean loss and accuracy over every readable image of `data` (no
-    dropout, centre crops)."""
+    dropout, centre crops), from its cached features if `features` is set."""
     data.reset_pointer(epoch=0)
     loss_sum = correct_sum = seen = 0.0
-    for images, labels in data.batches(batch_size, prefetch=2):
+    if features is None:
+        inputs, batches = graph.x, data.batches(batch_size, prefetch=2)
+    else:
+        inputs, batches = features.tensor, features.batches(data, batch_size)
+    for images, labels in batches:
         if len(labels) == 0:
             continue
         losses, correct = sess.run([graph.losses, graph.correct],
-                                   feed_dict={graph.x: images,
+                                   feed_dict={inputs: images,
                                               graph.y: labels})
         loss_sum += losses.sum()
         correct_sum += correct.sum()
