@@ -55,6 +55,14 @@ JPEG_SCALES = (8, 4, 2)
 #: 1,020 training images of Oxford 102 take 200 MB.
 CACHE_BUDGET = 2 * 10**9
 
+#: A list with more bad lines than this shows only the first ones.
+MAX_REPORTED_LINES = 50
+
+#: Images with more pixels than this are refused before decoding, by both
+#: loaders alike: Pillow's limit against decompression bombs (a small file
+#: that decodes to gigabytes); photos are 10 to 50 megapixels.
+MAX_PIXELS = 89478485
+
 #: Images with a side shorter than this are refused: upscaling a thumbnail
 #: (or a 1x1 tracking pixel) to 256x256 gives no picture to learn from.
 MIN_SIDE = 16
@@ -108,10 +116,13 @@ def read_list(list_file, replacementpath='', num_classes=None):
             labels.append(int(fields[1]))
             lines.append(number)
     if problems:
+        shown = problems[:MAX_REPORTED_LINES]
+        if len(problems) > len(shown):  # a wrong file, not a few typos
+            shown.append('  ... and %d more' % (len(problems) - len(shown)))
         raise ListFileError(
             '%s has %d bad line(s):\n%s\nEach line must be "<path> <label>" '
             'with an integer label from 0 to num_classes-1.'
-            % (list_file, len(problems), '\n'.join(problems)))
+            % (list_file, len(problems), '\n'.join(shown)))
     if not paths:
         raise ListFileError('%s lists no images' % list_file)
     return paths, labels, lines
@@ -200,7 +211,12 @@ def _load_opencv(path, size, reduce=True):
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
         raise ImageError('cannot read image %s: %s' % (path, error))
-    factor = reduction(*_jpeg_size(data), size, reduce) if reduce else 1
+    header = _header_size(path, data)
+    factor = 1
+    if header:
+        _check_size(path, header[0], header[1])  # before decoding a bomb
+        if header[2]:
+            factor = reduction(header[0], header[1], size, reduce)
     flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
              4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
     try:
@@ -218,22 +234,24 @@ def _load_opencv(path, size, reduce=True):
     return cv2.resize(image, size, interpolation=interpolation)
 
 
-def _jpeg_size(data):
-    """(width, height) of the JPEG in the bytes `data`; (0, 0) for anything
-    else, which `reduction` then leaves at full scale.
+def _header_size(path, data):
+    """(width, height, is it a JPEG) from the file's header, or None for
+    what Pillow cannot parse (OpenCV then decodes it or reports it).
 
-    OpenCV has to be told the scale before it decodes, so the size comes
-    first from the header: Pillow's Image.open reads only the header (the
-    pixels wait for the first use), some microseconds per file. Reduced
-    decoding is only asked of JPEGs: OpenCV would decode any other format
-    whole and then shrink it, which gains nothing.
+    OpenCV has to be told the scale before it decodes, and a huge image
+    must be refused before it is decoded, so the size comes first: Pillow's
+    Image.open reads only the header (the pixels wait for the first use),
+    some microseconds per file. Reduced decoding is only asked of JPEGs:
+    OpenCV would decode any other format whole and then shrink it.
     """
     from PIL import Image
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.size if image.format == 'JPEG' else (0, 0)
-    except Exception:  # what Pillow cannot parse, OpenCV decodes or reports
-        return (0, 0)
+            return image.width, image.height, image.format == 'JPEG'
+    except Image.DecompressionBombError as error:
+        raise ImageError('image %s is too large: %s' % (path, error))
+    except Exception:
+        return None
 
 
 def _load_pil(path, size, reduce=True):
@@ -258,10 +276,15 @@ def _load_pil(path, size, reduce=True):
 
 
 def _check_size(path, width, height):
+    """Refuse images too small to learn from or too large to decode."""
+    if width * height > MAX_PIXELS:
+        raise ImageError('image %s is too large: %dx%d pixels, more than %d '
+                         '(shrink it first, or it may be a decompression '
+                         'bomb)' % (path, width, height, MAX_PIXELS))
     if min(width, height) < MIN_SIDE:
-        raise ImageError('image %s is only %dx%d pixels, too small to train '
-                         'on (at least %d per side)' % (path, width, height,
-                                                        MIN_SIDE))
+        raise ImageError('image %s is only %dx%d pixels, too small for '
+                         'AlexNet (at least %d per side)' % (path, width, height,
+                                                             MIN_SIDE))
 
 
 def default_workers():

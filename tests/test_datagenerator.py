@@ -267,3 +267,33 @@ def test_both_loaders_read_every_mode_alike(tmp_path, mode):
         np.testing.assert_array_equal(a, b, err_msg=mode)
     resized_a, resized_b = load_image(path, 'opencv'), load_image(path, 'pil')
     assert np.abs(resized_a.astype(float) - resized_b).mean() < 1.0, mode
+
+
+def test_a_list_of_many_bad_lines_shows_the_first_and_counts_all(tmp_path):
+    path = write(tmp_path / 'wrong.txt', ''.join('img%d.jpg %d\n' % (i, 500 + i)
+                                                 for i in range(80)))
+    with pytest.raises(ListFileError) as error:
+        read_list(path, num_classes=102)
+    message = str(error.value)
+    assert 'has 80 bad line(s)' in message and '... and 30 more' in message
+    assert 'line 50:' in message and 'line 51:' not in message
+
+
+@pytest.mark.filterwarnings('ignore::PIL.Image.DecompressionBombWarning')
+@pytest.mark.parametrize('loader', ['opencv', 'pil'])
+def test_huge_images_are_refused_before_decoding(tmp_path, loader):
+    """A PNG header that announces 10000x10000 pixels (a decompression bomb
+    needs no more than that to fill the memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (struct.pack('>I', len(body)) + kind + body +
+                struct.pack('>I', zlib.crc32(kind + body)))
+    header = struct.pack('>IIBBBBB', 10000, 10000, 8, 2, 0, 0, 0)
+    path = tmp_path / 'bomb.png'
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+                     chunk(b'IDAT', zlib.compress(b'\0' * 1000)) +
+                     chunk(b'IEND', b''))
+    with pytest.raises(ImageError, match='bomb.png is too large'):
+        load_image(str(path), loader)
