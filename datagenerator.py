@@ -352,6 +352,10 @@ class ImageCache(object):
         self.filled[index] = True
 
 
+#: The values of the `cache` argument (and of image_cache in finetune.py).
+CACHE_MODES = ('auto', 'memory', 'disk', 'off')
+
+
 def cache_mode(cache, nbytes, budget=CACHE_BUDGET):
     """'memory', 'disk' or None: where the images of `nbytes` are cached.
 

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -32,9 +33,10 @@ import time
 import numpy as np
 
 from alexnet import AlexNet, LAYERS, PIXEL_STD, tf
-from datagenerator import (ImageDataGenerator, ImageError, ListFileError,
-                           read_list)
+from datagenerator import (CACHE_MODES, ImageDataGenerator, ImageError,
+                           ListFileError, read_list)
 from featurecache import open_feature_caches
+import weights as weights_io
 
 HISTORY_COLUMNS = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc',
                    'seconds', 'images_per_sec']
@@ -46,7 +48,12 @@ HISTORY_COLUMNS = ['epoch', 'train_loss', 'train_acc', 'val_loss', 'val_acc',
 
 class Config(dict):
     """The configuration as a dict whose keys also read as attributes."""
-    __getattr__ = dict.__getitem__
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name)
 
 
 def configure(script_globals, argv=None):
@@ -59,6 +66,10 @@ def configure(script_globals, argv=None):
     Returns a Config with the extra switches `scratch`, `resume`, `strict`
     and `demo`.
     """
+    # One line at a time even into a log file (`python finetune.py > log`),
+    # where Python would otherwise hold the epoch lines back in a buffer.
+    if hasattr(sys.stdout, 'reconfigure'):  # Python 3.7+
+        sys.stdout.reconfigure(line_buffering=True)
     script = script_globals.get('__file__', 'finetune.py')
     comments = _config_comments(script)
     defaults = {name: value for name, value in script_globals.items()
@@ -123,9 +134,17 @@ def _parse_bool(text):
 def check_config(config):
     """Stop with one clear message if the configuration cannot work."""
     problems = []
-    for name in ('num_epochs', 'batch_size', 'num_classes'):
-        if config[name] < 1:
+    for name in ('num_epochs', 'batch_size', 'num_classes', 'display_step',
+                 'keep_checkpoints'):
+        if config.get(name, 1) < 1:
             problems.append('%s must be at least 1, not %s' % (name, config[name]))
+    if config.get('workers', 0) < 0:
+        problems.append('workers must be 0 (one per core) or more')
+    if config.get('image_cache', 'auto') not in CACHE_MODES:
+        problems.append('image_cache must be one of %s, not %r'
+                        % (', '.join(CACHE_MODES), config.image_cache))
+    if not config.train_layers:
+        problems.append('train_layers is empty: no layer would learn')
     if not 0 <= config.dropout_rate < 1:
         problems.append('dropout_rate must be in [0, 1), not %s' % config.dropout_rate)
     if config.learning_rate <= 0:
@@ -137,6 +156,11 @@ def check_config(config):
                             % (name, unknown, ', '.join(LAYERS)))
     if problems:
         sys.exit('Configuration error:\n  ' + '\n  '.join(problems))
+    frozen_fresh = [layer for layer in config.skip_layer
+                    if layer not in config.train_layers]
+    if frozen_fresh and not config.get('scratch'):
+        print('Note: %s in skip_layer but not in train_layers: random '
+              'weights that never learn.' % ', '.join(frozen_fresh))
 
 
 # ---------------------------------------------------------------------------
@@ -157,18 +181,27 @@ def prepare(config):
 
 
 def use_demo_data(config):
-    """Point the configuration at a small generated data set (--demo)."""
-    import tempfile
+    """Point the configuration at a small generated data set (--demo).
+
+    Everything goes to runs/demo: the images (made once), and a run that
+    each --demo starts afresh (or continues, with --resume).
+    """
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'tools'))
     from demo_data import CLASS_NAMES, make_demo_dataset
-    folder = tempfile.mkdtemp(prefix='alexnet_demo_')
-    train_file, val_file = make_demo_dataset(folder)
+    folder = os.path.join('runs', 'demo')
+    train_file = os.path.join(folder, 'data', 'train.txt')
+    val_file = os.path.join(folder, 'data', 'val.txt')
+    if not (os.path.exists(train_file) and os.path.exists(val_file)):
+        make_demo_dataset(os.path.join(folder, 'data'))
+    run_folder = os.path.join(folder, 'scratch')
+    if not config.resume and os.path.isdir(run_folder):
+        shutil.rmtree(run_folder)  # the previous demo run: ours to replace
     config.update(train_file=train_file, val_file=val_file, replacementpath='',
                   num_classes=len(CLASS_NAMES), num_epochs=4, batch_size=16,
-                  learning_rate=0.0003,
-                  display_step=4, scratch=True,
-                  filewriter_path=os.path.join(folder, 'runs/{mode}/tensorboard'),
-                  checkpoint_path=os.path.join(folder, 'runs/{mode}/checkpoints'))
+                  learning_rate=0.0003, display_step=4, scratch=True,
+                  keep_checkpoints=1,
+                  filewriter_path=os.path.join(folder, '{mode}', 'tensorboard'),
+                  checkpoint_path=os.path.join(folder, '{mode}', 'checkpoints'))
     print('Demo: %d generated classes (%s) in %s, trained from scratch.'
           % (len(CLASS_NAMES), ', '.join(CLASS_NAMES), folder))
 
@@ -206,6 +239,23 @@ def check_inputs(config, needs_weights):
                        'without them' % (weights, os.path.dirname(weights) or '.'))
     if missing:
         sys.exit('Cannot start, missing:\n  - ' + '\n  - '.join(missing))
+    if needs_weights and not config.resume:
+        check_weights_file(config)
+
+
+def check_weights_file(config):
+    """Read the weights file once before building anything, so that a
+    broken, hostile or mismatched file stops the run with its message
+    rather than a traceback from inside load_initial_weights."""
+    expected = dict(weights_io.ALEXNET_SHAPES)
+    expected['fc8'] = {'weights': (4096, config.num_classes),
+                       'biases': (config.num_classes,)}
+    try:
+        layers = weights_io.read_weights(config.weights_path)
+        weights_io.check_layers(layers, expected, config.skip_layer,
+                                config.weights_path)
+    except weights_io.WeightsFileError as error:
+        sys.exit(str(error))
 
 
 def _get_images_command(config):
@@ -227,9 +277,10 @@ def open_data(config, loader):
                   strict=config.get('strict', False),
                   workers=config.get('workers') or None,
                   cache=config.get('image_cache', 'auto'))
+    augment = config.get('augment', True)
     train_data = ImageDataGenerator(config.train_file, shuffle=True,
-                                    horizontal_flip=config.get('augment', True),
-                                    **common)
+                                    horizontal_flip=augment,
+                                    random_crop=augment, **common)
     val_data = ImageDataGenerator(config.val_file, **common)
     return train_data, val_data
 
@@ -379,23 +430,9 @@ def train(sess, graph, train_data, val_data, config):
     saver = tf.train.Saver(max_to_keep=config.keep_checkpoints)
     best_saver = tf.train.Saver(max_to_keep=1)
     history_file = os.path.join(checkpoint_path, 'history.csv')
-
-    if config.resume:
-        history = resume(sess, saver, graph, checkpoint_path, history_file)
-    else:
-        if os.path.exists(history_file):
-            sys.exit('%s already holds a run (%s). Pass --resume to continue '
-                     'it, or --checkpoint_path for a new folder, or delete it.'
-                     % (checkpoint_path, history_file))
-        set_rate_multipliers(sess, graph, config)
-        history = []
-    os.makedirs(checkpoint_path, exist_ok=True)
-    write_config(config, name, os.path.join(checkpoint_path, 'config.json'))
-    writer = tf.summary.FileWriter(filewriter_path, sess.graph)
+    history = start_or_resume(sess, saver, graph, config, name,
+                              checkpoint_path, history_file)
     first_epoch = sess.run(graph.epoch) + 1
-    if config.resume:  # hide the curves of epochs after the checkpoint
-        writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
-                               first_epoch - 1)
 
     print('Training %s: %d training and %d validation images, %d classes. '
           'Random guessing scores %.2f%%.'
@@ -405,6 +442,10 @@ def train(sess, graph, train_data, val_data, config):
     print('Checkpoints and history in %s; TensorBoard: tensorboard --logdir %s'
           % (checkpoint_path, filewriter_path))
 
+    writer = tf.summary.FileWriter(filewriter_path, sess.graph)
+    if config.resume:  # hide the curves of epochs after the checkpoint
+        writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
+                               first_epoch - 1)
     epoch = first_epoch
     stop_on_sigterm()
     try:
@@ -424,19 +465,76 @@ def train(sess, graph, train_data, val_data, config):
             write_history(history, history_file)
             save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
                             is_best)
-    except (FloatingPointError, ImageError, CheckpointError) as error:
+    except (FloatingPointError, ImageError, SaveError) as error:
         sys.exit(str(error))
     except KeyboardInterrupt:
+        if epoch == 1:
+            sys.exit('\nInterrupted in epoch 1, before any checkpoint: run '
+                     'the same command again to start over.')
         sys.exit('\nInterrupted in epoch %d, which is abandoned; the '
                  'checkpoint of epoch %d in %s is kept. To continue:\n  %s'
                  % (epoch, epoch - 1, checkpoint_path, resume_command()))
-    writer.close()
+    finally:
+        writer.close()
     if history:
         best = max(history, key=lambda r: r['val_acc'])
         print('Best validation accuracy %.2f%% in epoch %d (chance: %.2f%%).'
               % (100 * best['val_acc'], best['epoch'],
                  100.0 / config.num_classes))
     return history
+
+
+#: Settings a resumed run must share with the run it continues: they shape
+#: the graph or fix the order, crops and dropout masks of the epochs to come.
+#: (learning_rate, num_epochs and the display and output settings may change.)
+RESUME_MUST_MATCH = ('num_classes', 'train_layers', 'skip_layer', 'batch_size',
+                     'seed', 'augment', 'dropout_rate', 'new_layer_lr_mult',
+                     'momentum', 'weight_decay', 'train_file')
+
+
+def start_or_resume(sess, saver, graph, config, name, checkpoint_path,
+                    history_file):
+    """A new run (refusing to overwrite one) or, with --resume, the restored
+    one. Returns the history so far."""
+    config_file = os.path.join(checkpoint_path, 'config.json')
+    latest = tf.train.latest_checkpoint(checkpoint_path)
+    if not config.resume:
+        if latest:
+            sys.exit('%s already holds a run (%s). Pass --resume to continue '
+                     'it, or --checkpoint_path for a new folder, or delete it.'
+                     % (checkpoint_path, latest))
+        set_rate_multipliers(sess, graph, config)
+        os.makedirs(checkpoint_path, exist_ok=True)
+        write_config(config, name, config_file)
+        return []
+    if latest is None:
+        sys.exit('--resume: no checkpoint in %s. Run without --resume to '
+                 'start a new run there.' % checkpoint_path)
+    check_same_settings(config, config_file)
+    try:
+        saver.restore(sess, latest)
+    except tf.errors.OpError as error:
+        sys.exit('--resume: cannot restore %s into this graph: %s'
+                 % (latest, error.message))
+    epoch = sess.run(graph.epoch)
+    print('Resuming from %s: %d epochs done.' % (latest, epoch))
+    return [row for row in read_history(history_file) if row['epoch'] <= epoch]
+
+
+def check_same_settings(config, config_file):
+    """Stop if --resume changes a setting the saved run depends on."""
+    if not os.path.exists(config_file):
+        return
+    with open(config_file) as f:
+        saved = json.load(f)
+    changed = ['%s: %r in the run, %r now' % (key, saved[key], config.get(key))
+               for key in RESUME_MUST_MATCH
+               if key in saved and saved[key] != config.get(key)]
+    if changed:
+        sys.exit('--resume would change settings of the saved run:\n  %s\n'
+                 'Resume with the settings of %s, or start a new run in '
+                 'another --checkpoint_path.'
+                 % ('\n  '.join(changed), config_file))
 
 
 def run_epoch(sess, graph, train_data, val_data, config, epoch, writer,
@@ -537,7 +635,7 @@ def validate(sess, graph, data, batch_size, features=None):
     return loss_sum / seen, correct_sum / seen
 
 
-class CheckpointError(IOError):
+class SaveError(IOError):
     """A checkpoint or history.csv could not be written."""
 
 
@@ -551,13 +649,15 @@ def save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch, is_best):
     permission) stops the run with the reason; the previous one is kept.
     """
     try:
-        saver.save(sess, os.path.join(checkpoint_path, 'epoch'),
-                   global_step=epoch)
+        # best first: the epoch checkpoint records the best accuracy so far,
+        # so once it exists the best checkpoint must exist too.
         if is_best:
             best_saver.save(sess, os.path.join(checkpoint_path, 'best'),
                             latest_filename='best_checkpoint')
+        saver.save(sess, os.path.join(checkpoint_path, 'epoch'),
+                   global_step=epoch)
     except (tf.errors.OpError, OSError, ValueError) as error:
-        raise CheckpointError(
+        raise SaveError(
             'Could not save the checkpoint of epoch %d in %s: %s\nThe '
             'previous checkpoint is kept. Free some space or fix the '
             'folder\'s permissions, then continue with:\n  %s'
@@ -580,20 +680,6 @@ def stop_on_sigterm():
         raise KeyboardInterrupt
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
-
-
-def resume(sess, saver, graph, checkpoint_path, history_file):
-    """Restore the newest checkpoint; returns the history up to it."""
-    latest = tf.train.latest_checkpoint(checkpoint_path)
-    if latest is None:
-        sys.exit('--resume: no checkpoint in %s. Run without --resume to '
-                 'start a new run there.' % checkpoint_path)
-    saver.restore(sess, latest)
-    epoch = sess.run(graph.epoch)
-    history = [row for row in read_history(history_file)
-               if row['epoch'] <= epoch]
-    print('Resuming from %s: %d epochs done.' % (latest, epoch))
-    return history
 
 
 def read_history(history_file):
@@ -619,7 +705,7 @@ def write_history(history, history_file):
                                  for key in HISTORY_COLUMNS})
         os.replace(temporary, history_file)
     except OSError as error:
-        raise CheckpointError('Could not write %s: %s. Continue with:\n  %s'
+        raise SaveError('Could not write %s: %s. Continue with:\n  %s'
                               % (history_file, error, resume_command()))
 
 

@@ -92,7 +92,7 @@ def test_interrupted_run_resumes_to_the_same_history(flags, uninterrupted,
 
 def test_failed_save_stops_cleanly_and_keeps_the_previous(tmp_path, flags):
     """A checkpoint folder that cannot be written (here: a file is in the
-    way, which stops even root) raises CheckpointError with the fix."""
+    way, which stops even root) raises SaveError with the fix."""
     from alexnet import tf
     config = training.Config(train_file=flags[5], val_file=flags[7],
                              replacementpath='', num_classes=4, seed=1,
@@ -107,7 +107,7 @@ def test_failed_save_stops_cleanly_and_keeps_the_previous(tmp_path, flags):
         training.save_checkpoint(sess, saver, saver, good, 1, False)
         blocked = str(tmp_path / 'blocked')
         open(blocked, 'w').close()
-        with pytest.raises(training.CheckpointError) as error:
+        with pytest.raises(training.SaveError) as error:
             training.save_checkpoint(sess, saver, saver,
                                      os.path.join(blocked, 'ck'), 2, False)
     assert 'epoch 2' in str(error.value) and '--resume' in str(error.value)

@@ -121,6 +121,10 @@ def small_run_flags(demo_lists, tmp_path):
 
 @pytest.mark.parametrize('script', ['finetune.py', 'finetune_pil.py'])
 def test_scripts_train_a_tiny_epoch_from_scratch(script, demo_lists, tmp_path):
+    # What an epoch 1 interrupted before its checkpoint leaves: no run to
+    # resume, so a new one may start there.
+    (tmp_path / 'ck').mkdir()
+    (tmp_path / 'ck' / 'history.csv').write_text('epoch,train_loss\n1,2.0\n')
     _, output = run_script(script, '--scratch', '--num_epochs', '1',
                            *small_run_flags(demo_lists, tmp_path))
     assert 'Random guessing scores 25.00%' in output
@@ -163,7 +167,26 @@ def test_finetune_resume_and_no_silent_overwrite(demo_lists, tmp_path):
     code, output = run_script('finetune.py', '--num_epochs', '1', *flags,
                               check=False)
     assert code != 0 and 'already holds a run' in output and '--resume' in output
+    code, output = run_script('finetune.py', '--num_epochs', '3', '--resume',
+                              *(flags + ['--batch_size', '4']), check=False)
+    assert code != 0 and 'would change settings' in output
+    assert 'batch_size: 8 in the run, 4 now' in output
     assert len(read_history(str(tmp_path / 'ck'))) == 2
+
+
+def test_a_mismatched_weights_file_stops_before_training(demo_lists, tmp_path):
+    import weights
+    weights_path = str(tmp_path / 'small.npz')
+    weights.save_npz({name: {part: np.zeros(shape, np.float32)
+                             for part, shape in parts.items()}
+                      for name, parts in weights.ALEXNET_SHAPES.items()},
+                     weights_path)
+    code, output = run_script('finetune.py', '--num_epochs', '1',
+                              '--weights_path', weights_path, '--skip_layer=',
+                              *small_run_flags(demo_lists, tmp_path), check=False)
+    assert code != 0 and 'Traceback' not in output
+    assert "keep 'fc8' in skip_layer" in output
+    assert not (tmp_path / 'ck').exists()
 
 
 def test_a_nan_loss_stops_the_run_with_advice(demo_lists):
