@@ -353,6 +353,11 @@ def build_graph(config):
         with tf.control_dependencies(gradients):
             g.train_op = optimizer.apply_gradients(scaled)
     g.epoch = tf.Variable(0, trainable=False, name='epoch')  # epochs done
+    # Where a run stopped by Ctrl-C stands within its epoch: the steps done
+    # and the sums of loss, correct answers and images seen so far.
+    g.step_in_epoch = tf.Variable(0, trainable=False, name='step_in_epoch')
+    g.epoch_sums = tf.Variable(np.zeros(3), trainable=False,
+                               name='epoch_sums')
     g.best_acc = tf.Variable(-1.0, trainable=False, name='best_val_acc')
     g.init = tf.global_variables_initializer()
     return g
@@ -447,7 +452,7 @@ def train(sess, graph, train_data, val_data, config):
         writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START),
                                first_epoch - 1)
     epoch = first_epoch
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         # After the weights are loaded or restored: the feature cache keeps
         # the output of the frozen layers, which must hold their final values.
@@ -465,9 +470,15 @@ def train(sess, graph, train_data, val_data, config):
             write_history(history, history_file)
             save_checkpoint(sess, saver, best_saver, checkpoint_path, epoch,
                             is_best)
+            if STOP.is_set():
+                sys.exit('\nStopped after epoch %d; its checkpoint is in %s. '
+                         'To continue:\n  %s' % (epoch, checkpoint_path,
+                                                 resume_command()))
+    except StopRequested as stop:
+        save_interrupted(sess, saver, graph, checkpoint_path, epoch, stop)
     except (FloatingPointError, ImageError, SaveError) as error:
         sys.exit(str(error))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         if epoch == 1:
             sys.exit('\nInterrupted in epoch 1, before any checkpoint: run '
                      'the same command again to start over.')
@@ -545,6 +556,8 @@ def run_epoch(sess, graph, train_data, val_data, config, epoch, writer,
     train_data.reset_pointer(epoch=epoch - 1)
     train_loss, train_acc = train_epoch(sess, graph, train_data, config, epoch,
                                         features[0])
+    graph.step_in_epoch.load(0, sess)  # the epoch is whole again
+    graph.epoch_sums.load(np.zeros(3), sess)
     seconds = time.time() - start
     val_loss, val_acc = validate(sess, graph, val_data, config.batch_size,
                                  features[1])
@@ -574,16 +587,19 @@ def train_epoch(sess, graph, data, config, epoch, features=None):
     """
     steps = data.steps_per_epoch(config.batch_size)
     first_step = (epoch - 1) * steps  # steps of the run before this epoch
+    # Zero, unless this epoch was stopped by Ctrl-C and is now resumed.
+    done, (loss_sum, correct_sum, seen) = sess.run([graph.step_in_epoch,
+                                                    graph.epoch_sums])
+    data.pointer = done * config.batch_size
     progress = Progress(steps, 'Epoch %d/%d' % (epoch, config.num_epochs),
-                        config.display_step)
-    loss_sum = correct_sum = seen = 0.0
+                        config.display_step, done)
     if features is None:
         inputs, batches = graph.x, data.batches(config.batch_size, prefetch=2)
     else:
         inputs, batches = features.tensor, features.batches(data,
                                                             config.batch_size)
     wait_start = time.time()
-    for step, (images, labels) in enumerate(batches, start=1):
+    for step, (images, labels) in enumerate(batches, start=done + 1):
         data_time = time.time() - wait_start
         if len(labels) == 0:  # every image of the batch was unreadable
             continue
@@ -605,6 +621,9 @@ def train_epoch(sess, graph, data, config, epoch, features=None):
         seen += len(labels)
         progress.update(len(labels), loss_sum / seen, correct_sum / seen,
                         data_time, time.time() - wait_start - data_time)
+        if STOP.is_set() and step < steps:
+            progress.close()
+            raise StopRequested(step, (loss_sum, correct_sum, seen))
         wait_start = time.time()
     progress.close()
     if not seen:
@@ -673,13 +692,46 @@ def resume_command():
     return ' '.join(shlex.quote(word) for word in words)
 
 
-def stop_on_sigterm():
-    """Make SIGTERM (sent by `kill` or a batch system) stop a run the way
-    Ctrl-C does: cleanly, with the command that resumes it."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+#: Set by the first Ctrl-C (SIGINT) or SIGTERM: finish the step, save, stop.
+STOP = threading.Event()
+
+
+class StopRequested(Exception):
+    """Raised after the step during which Ctrl-C was pressed."""
+
+    def __init__(self, step, sums):
+        Exception.__init__(self, step)
+        self.step, self.sums = step, sums
+
+
+def stop_on_signals():
+    """Ctrl-C (SIGINT) or SIGTERM (sent by `kill` or a batch system) lets
+    the current step finish, saves a checkpoint in the middle of the epoch
+    and stops; a second Ctrl-C stops at once, abandoning the epoch."""
+    def request_stop(signum, frame):
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        STOP.set()
+        print('\nStopping after this step (Ctrl-C again: stop at once).')
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+
+def save_interrupted(sess, saver, graph, checkpoint_path, epoch, stop):
+    """Save where a stopped epoch stands, as interrupted-N, and exit."""
+    graph.step_in_epoch.load(stop.step, sess)
+    graph.epoch_sums.load(np.array(stop.sums, np.float64), sess)
+    try:
+        saver.save(sess, os.path.join(checkpoint_path, 'interrupted'),
+                   global_step=epoch)
+    except (tf.errors.OpError, OSError) as error:
+        sys.exit('Stopped in epoch %d, but the checkpoint could not be '
+                 'saved (%s); the one of epoch %d is kept. To continue:\n  %s'
+                 % (epoch, error, epoch - 1, resume_command()))
+    sys.exit('\nStopped in epoch %d after step %d; saved %s. To continue:'
+             '\n  %s' % (epoch, stop.step, os.path.join(
+                 checkpoint_path, 'interrupted-%d' % epoch), resume_command()))
 
 
 def read_history(history_file):
@@ -734,17 +786,18 @@ class Progress(object):
     notebooks, CI), with images/s, time left, and the split between waiting
     for data and computing."""
 
-    def __init__(self, steps, title, display_step):
+    def __init__(self, steps, title, display_step, done=0):
         self.steps, self.title, self.display_step = steps, title, display_step
-        self.step = self.images = 0
+        self.done = done  # steps made before a resume
+        self.step, self.images = done, 0
         self.data_time = self.compute_time = 0.0
         self.start = time.time()
         self.bar = None
         if sys.stdout.isatty():
             try:
                 from tqdm import tqdm
-                self.bar = tqdm(total=steps, desc=title, unit='batch',
-                                leave=False)
+                self.bar = tqdm(total=steps, initial=done, desc=title,
+                                unit='batch', leave=False)
             except ImportError:
                 pass
 
@@ -754,7 +807,8 @@ class Progress(object):
         self.data_time += data_time
         self.compute_time += compute_time
         rate = self.images / max(time.time() - self.start, 1e-9)
-        left = (self.steps - self.step) * (time.time() - self.start) / self.step
+        left = ((self.steps - self.step) * (time.time() - self.start)
+                / (self.step - self.done))
         if self.bar is not None:
             self.bar.set_postfix_str('loss %.3f acc %.1f%% %.1f img/s' % (
                 loss, 100 * accuracy, rate))

@@ -1,6 +1,7 @@
 """Hours of training are never lost: interruptions, resume, determinism."""
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,12 +82,18 @@ def test_interrupted_run_resumes_to_the_same_history(flags, uninterrupted,
     folder = str(tmp_path)
     code, output = interrupt_in_epoch_2(flags, folder, sig)
     assert code != 0
-    if sig != signal.SIGKILL:
-        assert 'Interrupted in epoch 2' in output
+    assert history(folder) == uninterrupted[:1]  # epoch 2 is not finished
+    if sig == signal.SIGKILL:  # no warning: back to the end of epoch 1
+        resumed_from = 'epoch-1'
+    else:  # the step finishes, and where epoch 2 stands is saved
+        # after the step in flight when the signal came: 1 or 2 of 3
+        assert re.search(r'Stopped in epoch 2 after step [12]\b', output)
         assert '--resume' in output.splitlines()[-1]
-    assert history(folder) == uninterrupted[:1]  # epoch 1 kept, 2 abandoned
+        resumed_from = 'interrupted-2'
     output = run(flags, folder, '--resume')
-    assert 'Resuming from' in output and '1 epochs done' in output
+    assert 'Resuming from' in output and resumed_from in output
+    if sig != signal.SIGKILL:
+        assert 'Epoch 2/2 [1/' not in output  # step 1 is not made again
     assert history(folder) == uninterrupted
 
 
