@@ -77,7 +77,7 @@ def chw_rows_to_hwc(weights, channels):
     Row ``c*H*W + h*W + w`` (Caffe) becomes row ``h*W*C + w*C + c`` (ours).
     """
     rows, outputs = weights.shape
-    side = math.isqrt(rows // channels)
+    side = int(round(math.sqrt(rows // channels)))
     if side * side * channels != rows:
         raise WeightsFileError(
             f'the first fc layer has {rows} inputs, which is not '
@@ -288,7 +288,7 @@ def decode_blob(buf):
     if shape is None:   # old files: 4-D num, channels, height, width
         shape = [legacy.get(field, 0) for field in BLOB_LEGACY_DIMS]
     data = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if data.size != math.prod(shape):
+    if data.size != int(np.prod(shape)):
         raise ValueError(f'a blob has {data.size} values for shape {shape}')
     # astype copies out of the file buffer, which can then be freed
     return data.astype(np.float32).reshape(shape)
