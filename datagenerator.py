@@ -128,6 +128,12 @@ def read_list(list_file, replacementpath='', num_classes=None):
     return paths, labels, lines
 
 
+def missing_images(paths, lines):
+    """The (path, list line) of every listed image that is not on disk."""
+    return [(path, line) for path, line in zip(paths, lines)
+            if not os.path.isfile(path)]
+
+
 def _is_int(text):
     try:
         int(text)

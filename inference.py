@@ -25,7 +25,7 @@ import numpy as np
 
 from alexnet import AlexNet, LAYERS, tf
 from datagenerator import (IMAGENET_MEAN_BGR, ListFileError, load_image,
-                           prefetched, read_list)
+                           missing_images, prefetched, read_list)
 
 #: The side of the square crop the net sees.
 CROP = 227
@@ -266,8 +266,7 @@ def read_image_list(list_file, replacementpath, num_classes=None):
             '%s has labels up to %d, but the model has only %d classes: is '
             'it the list for this model?' % (list_file, max(labels),
                                              num_classes))
-    missing = [(path, line) for path, line in zip(paths, lines)
-               if not os.path.isfile(path)]
+    missing = missing_images(paths, lines)
     if missing:
         raise ListFileError(
             '%d of the %d images of %s are missing, e.g. %s (line %d). '

@@ -34,7 +34,7 @@ import numpy as np
 
 from alexnet import AlexNet, LAYERS, PIXEL_STD, tf
 from datagenerator import (CACHE_MODES, ImageDataGenerator, ImageError,
-                           ListFileError, read_list)
+                           ListFileError, missing_images, read_list)
 from featurecache import open_feature_caches
 import weights as weights_io
 
@@ -225,8 +225,7 @@ def check_inputs(config, needs_weights):
                                         config.num_classes)
         except ListFileError as error:
             sys.exit(str(error))
-        absent = [(path, line) for path, line in zip(paths, lines)
-                  if not os.path.isfile(path)]
+        absent = missing_images(paths, lines)
         if absent:
             missing.append('%d of the %d images of %s, e.g. %s (line %d): %s'
                            % (len(absent), len(paths), list_file, absent[0][0],

@@ -20,7 +20,8 @@ def test_report_lists_every_problem_by_kind(tmp_path, capsys):
     broken = tmp_path / 'broken.txt'
     broken.write_text('good.jpg\ngood.jpg 200\n')
 
-    status = check_data.main([str(images), str(broken), '--num_classes', '3'])
+    status = check_data.main([str(images), str(broken), '--num_classes', '3',
+                              '--replacementpath='])
     out = capsys.readouterr().out
     assert status == 1
     assert 'Checked 6 images in 2 list(s): 6 problem(s).' in out
@@ -35,5 +36,6 @@ def test_report_lists_every_problem_by_kind(tmp_path, capsys):
 def test_clean_lists_pass(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / 'a.jpg'), np.full((40, 40, 3), 128, np.uint8))
     (tmp_path / 'list.txt').write_text('a.jpg 0\n')
-    assert check_data.main([str(tmp_path / 'list.txt'), '--loader', 'pil']) == 0
+    assert check_data.main([str(tmp_path / 'list.txt'), '--loader', 'pil',
+                            '--replacementpath=']) == 0
     assert '0 problem(s)' in capsys.readouterr().out

@@ -61,8 +61,10 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.split('\n')[1:]))
     parser.add_argument('lists', nargs='+', metavar='LIST')
-    parser.add_argument('--replacementpath', default='',
-                        help='folder of the images, as in finetune.py')
+    parser.add_argument('--replacementpath', default='data/oxford102/jpg',
+                        help="folder of the images, as in finetune.py (default: "
+                             "data/oxford102/jpg, where tools/download.py puts "
+                             "them; '' for paths as listed)")
     parser.add_argument('--num_classes', type=int, default=102,
                         help='labels must be in 0..num_classes-1 (default 102)')
     parser.add_argument('--loader', choices=LOADERS, default='opencv')
