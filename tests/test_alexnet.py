@@ -1,5 +1,4 @@
 """The AlexNet graph: shapes, equality with Caffe's net, weight loading."""
-import os
 
 import numpy as np
 import pytest

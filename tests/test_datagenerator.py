@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import datagenerator
 from datagenerator import (IMAGENET_MEAN_BGR, ImageDataGenerator, ImageError,
                            ListFileError, load_image, read_list)
 
@@ -137,7 +136,7 @@ def test_strict_generator_stops_naming_list_and_line(tmp_path):
 
 
 def test_bad_images_are_skipped_once_warned_and_counted(tmp_path, capsys):
-    names = make_images(tmp_path, 4)
+    make_images(tmp_path, 4)
     (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 not really')
     cv2.imwrite(str(tmp_path / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
     path = write(tmp_path / 'list.txt', 'img 0.jpg 0\nbroken.jpg 1\n'
