@@ -66,7 +66,8 @@ class AlexNet(object):
             uninterrupted one; feed a new value each step.
 
     After construction, `fc8` holds the logits and `pool5`, `fc6`, `fc7` the
-    activations (fc6/fc7 after ReLU and dropout) for feature extraction.
+    activations (fc6/fc7 after ReLU and dropout) for feature extraction;
+    `layer_inputs` maps each layer to the tensor it reads.
     """
 
     def __init__(self, x, keep_prob, num_classes, skip_layer,
@@ -105,6 +106,13 @@ class AlexNet(object):
         fc7 = fc(self.fc6, 4096, 4096, name='fc7')
         self.fc7 = dropout(fc7, self.KEEP_PROB, self._seed(1))
         self.fc8 = fc(self.fc7, 4096, self.NUM_CLASSES, relu=False, name='fc8')
+
+        # What each layer reads. Backpropagation sends the gradient of each
+        # of these through the layer's weights (training orders its updates
+        # by them).
+        self.layer_inputs = {'conv1': self.X, 'conv2': pool1, 'conv3': pool2,
+                             'conv4': conv3, 'conv5': conv4, 'fc6': flattened,
+                             'fc7': self.fc6, 'fc8': self.fc7}
 
     def _seed(self, layer_index):
         """Distinct stateless seeds for fc6 (0) and fc7 (1): [a, 2b + i]."""

@@ -13,7 +13,8 @@ the images that bvlc_alexnet was trained on:
     training:   resize to 256x256, random 227x227 crop, random mirror
     evaluation: resize to 256x256, centre 227x227 crop
 
-and returns float32 BGR images minus the ImageNet mean, with one-hot labels.
+and returns float32 BGR images minus the ImageNet mean, with one-hot labels
+(or, with `mean=None`, uint8 images whose mean the graph subtracts).
 Two decoders are offered, OpenCV (`loader='opencv'`) and Pillow
 (`loader='pil'`); both give the same arrays to within a JPEG rounding.
 
@@ -23,8 +24,8 @@ So that training never waits for data (tools/bench.py measures each part):
   thread prepares the next batches while the current step runs
   (`batches(..., prefetch=2)`, `prefetched`);
 * a large JPEG is decoded directly at 1/2, 1/4 or 1/8 of its size when that
-  still covers the 256x256 target (`reduction`), much cheaper than decoding
-  every pixel only to average them away;
+  still covers (97% of) the 256x256 target (`reduction`), much cheaper than
+  decoding every pixel only to average them away;
 * each image, once resized to 256x256, is kept as uint8 (`ImageCache`), so
   the epochs after the first decode no JPEG at all.
 """
@@ -49,6 +50,14 @@ LOADERS = ('opencv', 'pil')
 #: a quarter of the work. Pillow exposes it as `Image.draft`, OpenCV as the
 #: IMREAD_REDUCED_COLOR_* flags.
 JPEG_SCALES = (8, 4, 2)
+
+#: How small a reduced decode may come out, as a fraction of the target
+#: side: 0.97 lets a photo whose shorter side is 500 pixels (every Oxford
+#: 102 photo) decode at 250 and be enlarged by 2.4% to 256, for a fraction
+#: of the decoding time and a mean difference of about 1.5 in 0..255 (see
+#: `reduction` for the figures). 1.0 would never enlarge, and reduce none
+#: of them.
+REDUCE_MIN_FRACTION = 0.97
 
 #: How much memory an `ImageCache` may take before it moves to a file on
 #: disk: 2 GB, about 10,000 images of 256x256 (196,608 bytes each). The
@@ -159,12 +168,11 @@ def load_image(path, loader='opencv', size=(256, 256), reduce=True):
     INTER_AREA, Pillow's antialiased BILINEAR), which the two libraries
     compute almost identically; plain bilinear sampling would alias.
 
-    `reduce`: with True (the default) a JPEG at least twice the target on
-    both sides is decoded directly at 1/2, 1/4 or 1/8 scale (see
+    `reduce`: with True (the default) a JPEG about twice the target or more
+    on both sides is decoded directly at 1/2, 1/4 or 1/8 scale (see
     `reduction`), then resized as usual; False decodes every pixel. A
-    fraction below 1 also allows a reduced image slightly smaller than the
-    target, which the final resize then enlarges (0.97 lets the 500-pixel
-    sides of Oxford's photos decode at 250).
+    number sets the smallest fraction of the target a reduced decode may
+    have (True is REDUCE_MIN_FRACTION, 0.97; 1.0 never enlarges).
     """
     if loader == 'opencv':
         return _load_opencv(path, size, reduce)
@@ -202,7 +210,8 @@ def reduction(width, height, size, reduce=True):
     """
     if not reduce:
         return 1
-    needed = max(size) * float(reduce)
+    fraction = REDUCE_MIN_FRACTION if reduce is True else float(reduce)
+    needed = max(size) * fraction
     for factor in JPEG_SCALES:
         if min(width, height) >= factor * needed:
             return factor
@@ -397,7 +406,11 @@ class ImageDataGenerator(object):
         class_list: the list file.
         horizontal_flip: mirror each image with probability 1/2.
         shuffle: visit the images in a new random order each epoch.
-        mean: per-channel BGR mean to subtract.
+        mean: per-channel BGR mean to subtract: the batches are float32
+            images minus the mean, as the original generator made them.
+            None keeps the pixels as they are, uint8 0..255, for a graph
+            that subtracts the mean itself (training.build_graph does): a
+            quarter of the bytes to queue, and to copy to a GPU each step.
         scale_size: (width, height) of the crop fed to the net, 227x227.
         nb_classes: length of the one-hot label vectors.
         loader: 'opencv' or 'pil', the library that decodes and resizes.
@@ -437,7 +450,7 @@ class ImageDataGenerator(object):
             raise ValueError('workers must be at least 1, not %r' % workers)
         self.horizontal_flip = horizontal_flip
         self.shuffle = shuffle
-        self.mean = np.asarray(mean, dtype=np.float32)
+        self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.scale_size = tuple(scale_size)
         self.resize_size = tuple(resize_size)
         self.n_classes = nb_classes
@@ -499,8 +512,9 @@ class ImageDataGenerator(object):
     def next_batch(self, batch_size):
         """The next `batch_size` images of this epoch and their labels.
 
-        Returns (images [n, 227, 227, 3] float32, labels [n, nb_classes]);
-        n is smaller than batch_size for the last batch, 0 past the end.
+        Returns (images [n, 227, 227, 3], labels [n, nb_classes]); the
+        images are float32 minus the mean, or uint8 if `mean` is None. n is
+        smaller than batch_size for the last batch, 0 past the end.
         """
         batch = slice(self.pointer, min(self.pointer + batch_size,
                                         self.data_size))
@@ -561,12 +575,14 @@ class ImageDataGenerator(object):
         decoded = self._thread_pool().map(self._load, indices)
         kept = [(i, image) for i, image in enumerate(decoded)
                 if image is not None]
-        images = np.empty((len(kept), height, width, 3), np.float32)
+        dtype = np.uint8 if self.mean is None else np.float32
+        images = np.empty((len(kept), height, width, 3), dtype)
         for row, (i, image) in enumerate(kept):
             y, x = offsets[i]
             crop = image[y:y + height, x:x + width]
             images[row] = crop[:, ::-1] if flips[i] else crop
-        images -= self.mean
+        if self.mean is not None:
+            images -= self.mean
         kept_indices = np.asarray([indices[i] for i, _ in kept], dtype=int)
         return images, self.one_hot(kept_indices), kept_indices
 

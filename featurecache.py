@@ -125,9 +125,13 @@ class FeatureCache(object):
         images_computed: how many images went through the convolutions.
     """
 
-    def __init__(self, model, layer):
+    def __init__(self, model, layer, inputs=None):
+        """`inputs`: the tensor the generator's image batches are fed to:
+        model.X (float32, minus the mean) unless given; training.build_graph's
+        uint8 `images` for generators made with mean=None."""
         self.model = model
         self.layer = layer
+        self.inputs = model.X if inputs is None else inputs
         self.tensor = feature_tensor(model, layer)
         self.features = None
         self.readable = None
@@ -144,7 +148,7 @@ class FeatureCache(object):
             if len(indices) == 0:
                 continue
             self.features[indices] = session.run(
-                self.tensor, feed_dict={self.model.X: images})
+                self.tensor, feed_dict={self.inputs: images})
             self.readable[indices] = True
             self.images_computed += len(indices)
         return self
@@ -182,7 +186,7 @@ def open_feature_caches(session, graph, train_data, val_data, config):
         return None, None
     caches = []
     for data in (train_data, val_data):
-        cache = FeatureCache(graph.model, decision.layer)
+        cache = FeatureCache(graph.model, decision.layer, graph.images)
         cache.compute(session, data, config.batch_size)
         caches.append(cache)
     print('Feature cache: %s features of %d + %d images, %.0f MB, computed '

@@ -41,7 +41,7 @@ if __name__ == '__main__':
     train_data, val_data = training.open_data(config, loader='opencv')
     graph = training.build_graph(config)
     model = graph.model
-    with tf.Session() as sess:
+    with tf.Session(config=training.session_config()) as sess:
         sess.run(graph.init)
         # Copy the ImageNet weights into every layer except skip_layer (fc8).
         # Comment this line out (or pass --scratch) to train from scratch.

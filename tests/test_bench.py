@@ -37,8 +37,9 @@ def fake_child_results(specs):
 def test_every_figure_of_the_table_and_targets_exists(tiny_list, tmp_path,
                                                       capsys):
     figures = bench.measure_loaders(tiny_list, str(tmp_path), 4, 2)
-    assert figures['quality.list.opencv.reduced_images'] == 0  # 500x667
+    assert figures['quality.list.opencv.reduced_images'] == 4  # 500x667
     assert figures['quality.large.pil.reduced_images'] == 2    # 1000x1334
+    assert 0 < figures['quality.list.pil.mad'] < 3.0
     specs = bench.training_specs(tiny_list, 'weights.npy')
     figures.update(workers=2, memory_isolated=True, real_data=False)
     bench.summarise(figures, fake_child_results(specs))

@@ -137,13 +137,15 @@ def test_prefetch_forwards_any_error_of_the_source():
 # ---- reduced-size decoding -------------------------------------------------
 
 @pytest.mark.parametrize('width, height, reduce, factor', [
-    (500, 667, True, 1),     # Oxford's photos: 250 would not cover 256
-    (512, 700, True, 2),
-    (1000, 1334, True, 2),
+    (500, 667, True, 2),     # Oxford's photos: 250 >= 0.97 * 256
+    (490, 667, True, 1),     # 245 would be enlarged by more than 3%
+    (500, 667, 1.0, 1),      # never enlarge: 250 does not cover 256
+    (512, 700, 1.0, 2),
+    (1000, 1334, True, 4),   # 250 again
+    (1000, 1334, 1.0, 2),
     (1024, 1500, True, 4),
     (4000, 3000, True, 8),   # a phone photo
     (4000, 3000, False, 1),
-    (500, 667, 0.97, 2),     # relaxed: 250 >= 0.97 * 256
     (300, 200, True, 1)])
 def test_reduction_keeps_both_sides_covering_the_target(width, height, reduce,
                                                         factor):
@@ -186,7 +188,8 @@ def test_large_jpegs_decode_reduced_and_stay_close(tmp_path, loader,
 @pytest.mark.parametrize('loader', ['opencv', 'pil'])
 def test_small_jpegs_and_other_formats_decode_whole(tmp_path, loader,
                                                     decoding_spies):
-    load_image(smooth_photo(tmp_path / 'oxford.jpg', 500, 667), loader)
+    # 240 pixels at half size would be enlarged by more than 3%.
+    load_image(smooth_photo(tmp_path / 'small.jpg', 480, 640), loader)
     png = str(tmp_path / 'big.png')
     cv2.imwrite(png, cv2.imread(smooth_photo(tmp_path / 'b.jpg', 1100, 1300)))
     load_image(png, loader)
@@ -196,21 +199,39 @@ def test_small_jpegs_and_other_formats_decode_whole(tmp_path, loader,
         assert decoding_spies['drafts'] == []
 
 
-def test_reduced_decoding_of_real_photos_enlarged_2x(flowers, tmp_path):
-    """Real content at 1000x1334: the 1/2 scale applies, the cost is small."""
+def mean_difference_to_full_decoding(paths, loader):
+    differences = []
+    for path in paths:
+        reduced = load_image(path, loader).astype(np.float64)
+        full = load_image(path, loader, reduce=False).astype(np.float64)
+        differences.append(np.abs(reduced - full).mean())
+    return np.mean(differences)
+
+
+def test_real_photos_decode_at_half_size_by_default(flowers, decoding_spies):
+    """Oxford's photos (shorter side 500) decode at 250 pixels, then the
+    final resize enlarges them slightly: the cost stays under 3.0."""
     files = sorted(glob.glob(os.path.join(flowers, 'jpg', '*.jpg')))[::200]
     for loader in ('opencv', 'pil'):
-        differences = []
-        for i, source in enumerate(files):
-            image = cv2.imread(source)
-            big = str(tmp_path / ('%d.jpg' % i))
-            cv2.imwrite(big, cv2.resize(image, None, fx=2, fy=2,
+        difference = mean_difference_to_full_decoding(files, loader)
+        assert difference < 3.0, (loader, difference)
+    reduced_flags = decoding_spies['flags'][::2]  # reduced, then full
+    assert reduced_flags == [cv2.IMREAD_REDUCED_COLOR_2] * len(files)
+    assert len(decoding_spies['drafts']) == len(files)
+
+
+def test_reduced_decoding_of_real_photos_enlarged_2x(flowers, tmp_path):
+    """Real content at 1000x1334 decodes at 1/4: the cost stays small."""
+    files = sorted(glob.glob(os.path.join(flowers, 'jpg', '*.jpg')))[::200]
+    big = []
+    for i, source in enumerate(files):
+        big.append(str(tmp_path / ('%d.jpg' % i)))
+        cv2.imwrite(big[-1], cv2.resize(cv2.imread(source), None, fx=2, fy=2,
                                         interpolation=cv2.INTER_CUBIC),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
-            reduced = load_image(big, loader).astype(np.float64)
-            full = load_image(big, loader, reduce=False).astype(np.float64)
-            differences.append(np.abs(reduced - full).mean())
-        assert np.mean(differences) < 3.0, (loader, np.mean(differences))
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+    for loader in ('opencv', 'pil'):
+        difference = mean_difference_to_full_decoding(big, loader)
+        assert difference < 3.0, (loader, difference)
 
 
 # ---- the image cache -------------------------------------------------------

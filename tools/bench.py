@@ -214,13 +214,8 @@ def measure_loaders(list_file, folder, list_count, large_count):
     large = enlarged_copies(listed[:large_count], os.path.join(folder, 'large'))
     for loader in ('opencv', 'pil'):
         for name, paths in (('list', listed), ('large', large)):
-            # On the list's photos also what a looser rule would give: their
-            # 500-pixel sides decoded at 250, then enlarged to 256 (0.97 x
-            # 256 <= 250). Not the default.
-            variants = dict(full=False, reduced=True)
-            if name == 'list':
-                variants['relaxed'] = 0.97
-            speeds = loader_speeds(paths, loader, variants)
+            speeds = loader_speeds(paths, loader, dict(full=False,
+                                                       reduced=True))
             key = 'loader.%s.%s.' % (name, loader)
             for variant, speed in speeds.items():
                 figures[key + variant + '_img_per_s'] = speed
@@ -230,9 +225,6 @@ def measure_loaders(list_file, folder, list_count, large_count):
             figures['quality.%s.%s.mad' % (name, loader)] = mad
             figures['quality.%s.%s.reduced_images' % (name, loader)] = count
             figures['quality.%s.%s.images' % (name, loader)] = len(paths)
-        mad, count = decoding_difference(listed, loader, reduce=0.97)
-        figures['quality.relaxed.%s.mad' % loader] = mad
-        figures['quality.relaxed.%s.reduced_images' % loader] = count
     decoding, cached = generator_speed(list_file, cache='memory')
     figures['loader.generator.decoding_img_per_s'] = decoding
     figures['loader.generator.cached_img_per_s'] = cached
@@ -338,19 +330,19 @@ def measure_training(spec):
     sync = spec['pipeline'] == 'sync'
     # The original pattern: one thread decodes every pixel, then the step.
     data = ImageDataGenerator(spec['list_file'], shuffle=True, seed=1,
-                              horizontal_flip=spec['augment'],
+                              horizontal_flip=spec['augment'], mean=None,
                               nb_classes=NUM_CLASSES, cache=spec['cache'],
                               workers=1 if sync else None, reduce=not sync)
     result = {}
-    with tf.Session() as sess:
+    with tf.Session(config=training.session_config()) as sess:
         sess.run(graph.init)
         warm_up(sess, graph, config)
-        inputs, features = graph.x, None
+        inputs, features = graph.images, None
         if spec['pipeline'] == 'features':
             start = time.perf_counter()
             layer = decide(config.train_layers, spec['augment'],
                            config.dropout_rate).layer
-            features = FeatureCache(graph.model, layer).compute(
+            features = FeatureCache(graph.model, layer, graph.images).compute(
                 sess, data, config.batch_size)
             result['feature_seconds'] = time.perf_counter() - start
             inputs = features.tensor
@@ -369,9 +361,9 @@ def measure_training(spec):
 def warm_up(sess, graph, config):
     """One step on a blank batch: TensorFlow prepares its kernels on the
     first run, which no epoch should be charged for."""
-    images = np.zeros((config.batch_size, 227, 227, 3), np.float32)
+    images = np.zeros((config.batch_size, 227, 227, 3), np.uint8)
     labels = np.zeros((config.batch_size, NUM_CLASSES), np.float32)
-    sess.run(graph.train_op, {graph.x: images, graph.y: labels,
+    sess.run(graph.train_op, {graph.images: images, graph.y: labels,
                               graph.learning_rate: 0.0})
 
 
@@ -458,17 +450,11 @@ def table_rows(f):
                 loader, what, f[q + 'reduced_images'], f[q + 'images']),
                 f[key + 'reduced_img_per_s'], 'full decoding',
                 f[key + 'full_img_per_s'])
-    for loader in ('opencv', 'pil'):
-        key = 'loader.list.%s.' % loader
-        row('%s, %s, 250-px decode (NOT default)' % (loader, images),
-            f[key + 'relaxed_img_per_s'], 'full decoding',
-            f[key + 'full_img_per_s'])
     row('batches of 64 from the image cache',
         f['loader.generator.cached_img_per_s'], 'decoding them, %d workers'
         % f['workers'], f['loader.generator.decoding_img_per_s'])
     rows.append(('QUALITY, mean abs. difference to full decoding (0..255)',))
-    for name, what in (('list', images), ('large', 'enlarged 2x'),
-                       ('relaxed', '250-px decode (NOT default)')):
+    for name, what in (('list', images), ('large', 'enlarged 2x')):
         for loader in ('opencv', 'pil'):
             row('%s, %s' % (loader, what),
                 f['quality.%s.%s.mad' % (name, loader)], unit='%.2f')
