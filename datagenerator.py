@@ -185,28 +185,27 @@ def reduction(width, height, size, reduce=True):
     """By how much (1, 2, 4 or 8) to shrink a width x height JPEG while
     decoding it, before the final resize to `size`.
 
-    The largest scale whose image still covers the target on both sides:
-    min(width, height) / factor >= max(size) * reduce (True counts as 1.0,
-    i.e. never enlarge). The smaller side against the larger target side,
-    because the EXIF orientation, applied after decoding, may swap width and
-    height. So a 1000x1333 photo decodes at 500x667 for a 256x256 target, but
-    a 500x667 one at full size: 250 pixels would not cover 256.
+    The largest scale whose image still covers the target on both sides,
+    to within REDUCE_MIN_FRACTION (True) or the fraction `reduce`:
+    min(width, height) / factor >= max(size) * fraction. The smaller side
+    against the larger target side, because the EXIF orientation, applied
+    after decoding, may swap width and height. So for a 256x256 target a
+    500x667 Oxford photo decodes at 250x334 (250 >= 0.97 * 256), a
+    1000x1333 one at 250x334 too, but a 480x640 one at full size.
 
     The cost in quality: the mean absolute difference of the final 256x256
     arrays against full decoding (0..255), measured with tools/bench.py's
     functions, and the loader speed-up on one thread of a 2-core AMD EPYC:
 
-        The 2,346 real Oxford 102 photos here: 0.00, and no speed-up: their
-            shorter side is 500 pixels (500..501), under the 512 that the 1/2
-            scale needs, so not one is reduced.
-        Every 4th of them enlarged 2x (587 JPEGs of 1000x1334, quality 90),
-            all decoded at 1/2: OpenCV 0.31 (1.9x faster), Pillow 0.26
-            (3.3x faster).
-        reduce=0.97 on the 2,346 real photos (decoded at 250 pixels, then
-            enlarged to 256): OpenCV 1.51 (2.6x faster), Pillow 1.32
-            (1.8x faster). Not the default: it enlarges.
+        The 2,346 real Oxford 102 photos here, all decoded at 1/2:
+            OpenCV 1.51, Pillow 1.32 (on 300 of them: 2.6x and 1.7x faster).
+        100 of them enlarged 2x (1000x1334, quality 90), decoded at 1/4:
+            OpenCV 1.52, Pillow 1.26 (3.2x and 5.6x faster).
+        With reduce=1.0 (never enlarge) the Oxford photos decode whole
+            (0.00, no speed-up), and 1000x1334 ones at 1/2: about 0.3.
 
-    All stay under the 3.0 that the project allows, hence on by default.
+    All stay under the 3.0 that the project allows, hence on by default;
+    `reduce=False` decodes every pixel.
     """
     if not reduce:
         return 1

@@ -298,9 +298,10 @@ class Graph(object):
 def build_graph(config):
     """AlexNet with a softmax loss and an SGD-with-momentum step, as Caffe.
 
-    Caffe's fine-tuning recipe, reproduced exactly:
+    Caffe's fine-tuning recipe, reproduced exactly (see sgd_updates):
     - weight decay adds weight_decay * w to the gradient of each weight
-      (biases are not decayed): loss + weight_decay * sum(||w||^2) / 2;
+      (biases are not decayed), as the loss + weight_decay * sum(||w||^2) / 2
+      would;
     - biases learn at 2x the rate of weights (Caffe's lr_mult: 2);
     - layers that start from a fresh initialisation learn at
       `new_layer_lr_mult` (10x) the base rate when fine-tuning (fc8).
@@ -394,18 +395,19 @@ def sgd_updates(g, config):
     biases = [variable(layer, 'biases') for layer in layers]
     above_lowest = layers[1:]  # the lowest trained layer sends nothing down
     inputs = [g.model.layer_inputs[layer] for layer in above_lowest]
+    # One backward pass gives all three kinds of gradient.
     gradients = tf.gradients(g.loss, weights + biases + inputs)
     n = len(layers)
+    weight_grads, bias_grads = gradients[:n], gradients[n:2 * n]
     sent_down = dict(zip(above_lowest, gradients[2 * n:]))
     optimizer = tf.train.MomentumOptimizer(g.learning_rate, config.momentum)
     updates = []
-    for i, layer in enumerate(layers):
-        weight_grad, bias_grad = gradients[i], gradients[n + i]
-        with tf.control_dependencies([weight_grad]):
-            weight_grad += config.weight_decay * weights[i]
-        rate = g.lr_mult[layer]
-        step = [(weight_grad * rate, weights[i]),
-                (bias_grad * (2.0 * rate), biases[i])]  # Caffe: biases 2x
+    for layer, w, b, w_grad, b_grad in zip(layers, weights, biases,
+                                           weight_grads, bias_grads):
+        with tf.control_dependencies([w_grad]):
+            w_grad += config.weight_decay * w
+        rate = g.lr_mult[layer]  # Caffe's lr_mult; biases learn at twice it
+        step = [(w_grad * rate, w), (b_grad * (2.0 * rate), b)]
         with tf.control_dependencies([sent_down[layer]]
                                      if layer in sent_down else []):
             updates.append(optimizer.apply_gradients(step))

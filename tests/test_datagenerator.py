@@ -221,6 +221,18 @@ def test_training_crops_and_flips_come_from_the_resized_image(image_list):
     assert len({tuple(o) for o in generator.offsets}) > 1
 
 
+def test_without_a_mean_batches_are_the_same_pixels_as_uint8(image_list):
+    """mean=None (what training uses): the same crops and flips, as uint8
+    pixels, a quarter of the bytes; the graph subtracts the mean."""
+    settings = dict(horizontal_flip=True, shuffle=True, nb_classes=3, seed=3)
+    centred, labels = ImageDataGenerator(image_list, **settings).next_batch(6)
+    pixels, same_labels = ImageDataGenerator(image_list, mean=None,
+                                             **settings).next_batch(6)
+    assert pixels.dtype == np.uint8 and pixels.nbytes * 4 == centred.nbytes
+    np.testing.assert_allclose(pixels - IMAGENET_MEAN_BGR, centred, atol=1e-4)
+    np.testing.assert_array_equal(labels, same_labels)
+
+
 def test_seed_makes_epochs_reproducible_and_reset_reshuffles(image_list):
     def epoch_batches(seed, workers):
         generator = ImageDataGenerator(image_list, horizontal_flip=True,

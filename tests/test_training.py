@@ -218,6 +218,55 @@ def test_demo_learns_well_above_chance():
     assert accuracy >= 50.0, output[-2000:]  # chance is 25%
 
 
+def test_the_graph_subtracts_the_mean_of_uint8_images():
+    """Feeding uint8 pixels to `images` gives the logits of feeding the
+    centred float32 images to the network's input `x`."""
+    from alexnet import tf
+    from datagenerator import IMAGENET_MEAN_BGR
+    config = training.Config(num_classes=4, seed=1, scratch=True,
+                             skip_layer=[], weights_path='',
+                             train_layers=['fc8'], weight_decay=5e-4,
+                             momentum=0.9)
+    graph = training.build_graph(config)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 227, 227, 3),
+                                               dtype=np.uint8)
+    with tf.Session(config=training.session_config()) as sess:
+        sess.run(graph.init)
+        from_pixels = sess.run(graph.model.fc8, {graph.images: pixels})
+        centred = pixels.astype(np.float32) - IMAGENET_MEAN_BGR
+        from_centred = sess.run(graph.model.fc8, {graph.x: centred})
+    np.testing.assert_allclose(from_pixels, from_centred, rtol=1e-5,
+                               atol=1e-5 * np.abs(from_centred).max())
+    assert np.abs(from_pixels).max() > 0
+
+
+def test_the_session_keeps_no_constant_the_size_of_a_weight():
+    """Constant folding would turn the zeros that initialise fc7's
+    momentum (67 MB) into a constant the session keeps; session_config
+    turns it off, so they are filled when needed and freed."""
+    from alexnet import tf
+    config = training.Config(num_classes=4, seed=1, scratch=True,
+                             skip_layer=[], weights_path='',
+                             train_layers=['fc7', 'fc8'], weight_decay=5e-4,
+                             momentum=0.9)
+    graph = training.build_graph(config)
+
+    def large_outputs(session_config):
+        """{node: op type} of the init run's outputs over 50 MB."""
+        metadata = tf.RunMetadata()
+        with tf.Session(config=session_config) as sess:
+            sess.run(graph.init, run_metadata=metadata, options=tf.RunOptions(
+                trace_level=tf.RunOptions.FULL_TRACE))
+        return {node.node_name: node.timeline_label.split('= ')[-1]
+                .split('(')[0] for device in metadata.step_stats.dev_stats
+                for node in device.node_stats if any(
+                    output.tensor_description.allocation_description
+                    .requested_bytes > 50e6 for output in node.output)}
+    zeros = 'fc7/weights/Momentum/Initializer/zeros'
+    # (With a default session, TF 2.21 makes this node a 'Const'.)
+    assert large_outputs(training.session_config())[zeros] == 'Fill'
+
+
 def test_one_step_is_caffes_sgd_with_rate_multipliers_and_decay():
     """Fine-tuning fc7 and fc8: weights move by lr * mult * (grad + decay *
     w), biases at 2x without decay, the fresh fc8 at 10x; others stay."""
