@@ -107,9 +107,9 @@ class AlexNet(object):
         self.fc7 = dropout(fc7, self.KEEP_PROB, self._seed(1))
         self.fc8 = fc(self.fc7, 4096, self.NUM_CLASSES, relu=False, name='fc8')
 
-        # What each layer reads. Backpropagation sends the gradient of each
-        # of these through the layer's weights (training orders its updates
-        # by them).
+        # What each layer reads. The gradient with respect to each of these
+        # is computed from the layer's weights, so training updates a layer
+        # only once that gradient exists (training.sgd_updates).
         self.layer_inputs = {'conv1': self.X, 'conv2': pool1, 'conv3': pool2,
                              'conv4': conv3, 'conv5': conv4, 'fc6': flattened,
                              'fc7': self.fc6, 'fc8': self.fc7}

@@ -168,11 +168,12 @@ def load_image(path, loader='opencv', size=(256, 256), reduce=True):
     INTER_AREA, Pillow's antialiased BILINEAR), which the two libraries
     compute almost identically; plain bilinear sampling would alias.
 
-    `reduce`: with True (the default) a JPEG about twice the target or more
-    on both sides is decoded directly at 1/2, 1/4 or 1/8 scale (see
-    `reduction`), then resized as usual; False decodes every pixel. A
-    number sets the smallest fraction of the target a reduced decode may
-    have (True is REDUCE_MIN_FRACTION, 0.97; 1.0 never enlarges).
+    `reduce`: with True (the default) a JPEG whose shorter side is at least
+    497 pixels (2 x 0.97 x 256) is decoded directly at 1/2, 1/4 or 1/8
+    scale (see `reduction`), then resized as usual; False decodes every
+    pixel. A number sets the smallest fraction of the target a reduced
+    decode may have (True is REDUCE_MIN_FRACTION, 0.97; 1.0 never
+    enlarges).
     """
     if loader == 'opencv':
         return _load_opencv(path, size, reduce)
@@ -209,7 +210,8 @@ def reduction(width, height, size, reduce=True):
     """
     if not reduce:
         return 1
-    fraction = REDUCE_MIN_FRACTION if reduce is True else float(reduce)
+    fraction = (REDUCE_MIN_FRACTION if isinstance(reduce, (bool, np.bool_))
+                else float(reduce))
     needed = max(size) * fraction
     for factor in JPEG_SCALES:
         if min(width, height) >= factor * needed:
@@ -299,6 +301,19 @@ def _check_size(path, width, height):
         raise ImageError('image %s is only %dx%d pixels, too small for '
                          'AlexNet (at least %d per side)' % (path, width, height,
                                                              MIN_SIDE))
+
+
+def check_dtype(images, tensor, class_list):
+    """Refuse to feed a batch into a tensor of another dtype. TensorFlow
+    would convert it silently: float32 images minus the mean would wrap
+    around into uint8, uint8 pixels fed as float32 would miss the mean."""
+    expected = np.dtype(tensor.dtype.as_numpy_dtype)
+    if images.dtype != expected:
+        raise TypeError(
+            'the batches of %s are %s, but %s takes %s. Make the generator '
+            'with mean=None for uint8 pixels (as training.open_data does), '
+            'or with the default mean for float32 images minus the mean.'
+            % (class_list, images.dtype, tensor.name, expected))
 
 
 def default_workers():
@@ -566,7 +581,8 @@ class ImageDataGenerator(object):
         return labels
 
     def _make_batch(self, indices, offsets, flips):
-        """Crop, mirror and centre the images of list entries `indices`.
+        """Crop and mirror the images of list entries `indices`, and subtract
+        the mean (unless `mean` is None).
 
         Returns (images, one-hot labels, the indices of the readable ones).
         """

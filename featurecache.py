@@ -39,7 +39,7 @@ accepts any tensor of the graph, not only placeholders. Feeding the cached
 tensor replaces it, and TensorFlow computes nothing that only leads to it:
 the convolutions are skipped.
 
-    features = FeatureCache(graph.model, 'fc6')
+    features = FeatureCache(graph.model, 'fc6', graph.pixels)
     features.compute(sess, train_data, batch_size)      # once
     for feats, labels in features.batches(train_data, batch_size):
         sess.run(train_op, {features.tensor: feats, y: labels, ...})
@@ -49,6 +49,7 @@ import collections
 import numpy as np
 
 from alexnet import LAYERS
+from datagenerator import check_dtype
 
 FC_LAYERS = ('fc6', 'fc7', 'fc8')
 
@@ -147,6 +148,7 @@ class FeatureCache(object):
         for indices, images, _ in data.centre_batches(batch_size, prefetch=2):
             if len(indices) == 0:
                 continue
+            check_dtype(images, self.inputs, data.class_list)
             self.features[indices] = session.run(
                 self.tensor, feed_dict={self.inputs: images})
             self.readable[indices] = True
@@ -186,7 +188,7 @@ def open_feature_caches(session, graph, train_data, val_data, config):
         return None, None
     caches = []
     for data in (train_data, val_data):
-        cache = FeatureCache(graph.model, decision.layer, graph.images)
+        cache = FeatureCache(graph.model, decision.layer, graph.pixels)
         cache.compute(session, data, config.batch_size)
         caches.append(cache)
     print('Feature cache: %s features of %d + %d images, %.0f MB, computed '

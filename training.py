@@ -34,8 +34,8 @@ import numpy as np
 
 from alexnet import AlexNet, LAYERS, PIXEL_STD, tf, variable
 from datagenerator import (CACHE_MODES, IMAGENET_MEAN_BGR, ImageDataGenerator,
-                           ImageError, ListFileError, missing_images,
-                           read_list)
+                           ImageError, ListFileError, check_dtype,
+                           missing_images, read_list)
 from featurecache import open_feature_caches
 import weights as weights_io
 
@@ -292,7 +292,16 @@ def open_data(config, loader):
 
 
 class Graph(object):
-    """The tensors and operations of a training run, built by build_graph."""
+    """The tensors and operations of a training run, built by build_graph.
+
+    The main ones:
+        pixels: the input to feed, uint8 [batch, 227, 227, 3] BGR crops, as
+            the generators of open_data make them (mean=None).
+        x: float32, the pixels minus the ImageNet mean: the network's input.
+        y: one-hot labels; keep_prob, learning_rate, dropout_seed: the
+            other feeds of a training step.
+        model: the AlexNet; loss, losses, correct, accuracy; train_op.
+    """
 
 
 def build_graph(config):
@@ -315,9 +324,9 @@ def build_graph(config):
     g = Graph()
     # Batches arrive as uint8 pixels and the mean is subtracted here, not in
     # NumPy: a quarter of the bytes to queue and to copy to a GPU each step.
-    g.images = tf.placeholder(tf.uint8, [None, 227, 227, 3], name='images')
-    g.x = tf.subtract(tf.cast(g.images, tf.float32), IMAGENET_MEAN_BGR,
-                      name='centred')
+    g.pixels = tf.placeholder(tf.uint8, [None, 227, 227, 3], name='pixels')
+    g.x = tf.subtract(tf.cast(g.pixels, tf.float32), IMAGENET_MEAN_BGR,
+                      name='minus_mean')
     g.y = tf.placeholder(tf.float32, [None, config.num_classes], name='labels')
     g.keep_prob = tf.placeholder_with_default(1.0, [], name='keep_prob')
     g.learning_rate = tf.placeholder(tf.float32, [], name='learning_rate')
@@ -393,23 +402,27 @@ def sgd_updates(g, config):
     layers = [layer for layer in LAYERS if layer in config.train_layers]
     weights = [variable(layer, 'weights') for layer in layers]
     biases = [variable(layer, 'biases') for layer in layers]
-    above_lowest = layers[1:]  # the lowest trained layer sends nothing down
-    inputs = [g.model.layer_inputs[layer] for layer in above_lowest]
-    # One backward pass gives all three kinds of gradient.
+    # Nothing below the lowest trained layer learns, so no gradient is sent
+    # down from it; every layer above it sends one.
+    senders = layers[1:]
+    inputs = [g.model.layer_inputs[layer] for layer in senders]
+    # One backward pass gives all three: the gradients of the weights, of
+    # the biases, and of the inputs of the senders (the gradient sent down).
     gradients = tf.gradients(g.loss, weights + biases + inputs)
     n = len(layers)
     weight_grads, bias_grads = gradients[:n], gradients[n:2 * n]
-    sent_down = dict(zip(above_lowest, gradients[2 * n:]))
+    sent_down = dict(zip(senders, gradients[2 * n:]))
     optimizer = tf.train.MomentumOptimizer(g.learning_rate, config.momentum)
     updates = []
     for layer, w, b, w_grad, b_grad in zip(layers, weights, biases,
                                            weight_grads, bias_grads):
+        # Wait for the gradient before computing the decay, for memory only.
         with tf.control_dependencies([w_grad]):
-            w_grad += config.weight_decay * w
+            decayed = w_grad + config.weight_decay * w
         rate = g.lr_mult[layer]  # Caffe's lr_mult; biases learn at twice it
-        step = [(w_grad * rate, w), (b_grad * (2.0 * rate), b)]
-        with tf.control_dependencies([sent_down[layer]]
-                                     if layer in sent_down else []):
+        step = [(decayed * rate, w), (b_grad * (2.0 * rate), b)]
+        wait_for = [sent_down[layer]] if layer in sent_down else []
+        with tf.control_dependencies(wait_for):
             updates.append(optimizer.apply_gradients(step))
     return updates
 
@@ -419,15 +432,16 @@ def session_config():
 
     - No constant folding: TensorFlow would otherwise fold the zeros that
       initialise the momentum of each weight into constants that the session
-      keeps, 230 MB (of GPU memory on a GPU) for nothing. It makes no step
-      slower (checked on a CPU).
+      keeps, 230 MB (of GPU memory on a GPU) for nothing. Two optimisers
+      fold constants: Grappler (rewrite_options) and the classic one, whose
+      level L0 also turns off its common-subexpression elimination. Neither
+      makes a step of this graph faster (checked on a CPU).
     - allow_growth: take GPU memory as needed rather than all of it at the
       start, so that a shared course GPU serves several students.
     """
-    from tensorflow.core.protobuf import rewriter_config_pb2
     config = tf.ConfigProto()
-    config.graph_options.rewrite_options.constant_folding = (
-        rewriter_config_pb2.RewriterConfig.OFF)
+    rewrite = config.graph_options.rewrite_options
+    rewrite.constant_folding = rewrite.OFF
     config.graph_options.optimizer_options.opt_level = tf.OptimizerOptions.L0
     config.gpu_options.allow_growth = True
     return config
@@ -628,7 +642,7 @@ def train_epoch(sess, graph, data, config, epoch, features=None):
     """One pass over the training images; returns (mean loss, accuracy).
 
     With a FeatureCache the batches hold the cached features of the images,
-    fed into the frozen layer's tensor instead of images into graph.images.
+    fed into the frozen layer's tensor instead of images into graph.pixels.
     """
     steps = data.steps_per_epoch(config.batch_size)
     first_step = (epoch - 1) * steps  # steps of the run before this epoch
@@ -639,7 +653,7 @@ def train_epoch(sess, graph, data, config, epoch, features=None):
     progress = Progress(steps, 'Epoch %d/%d' % (epoch, config.num_epochs),
                         config.display_step, done)
     if features is None:
-        inputs = graph.images
+        inputs = graph.pixels
         batches = data.batches(config.batch_size, prefetch=2)
     else:
         inputs, batches = features.tensor, features.batches(data,
@@ -649,6 +663,7 @@ def train_epoch(sess, graph, data, config, epoch, features=None):
         data_time = time.time() - wait_start
         if len(labels) == 0:  # every image of the batch was unreadable
             continue
+        check_dtype(images, inputs, data.class_list)
         _, loss, correct = sess.run(
             [graph.train_op, graph.loss, graph.correct],
             feed_dict={inputs: images, graph.y: labels,
@@ -683,12 +698,13 @@ def validate(sess, graph, data, batch_size, features=None):
     data.reset_pointer(epoch=0)
     loss_sum = correct_sum = seen = 0.0
     if features is None:
-        inputs, batches = graph.images, data.batches(batch_size, prefetch=2)
+        inputs, batches = graph.pixels, data.batches(batch_size, prefetch=2)
     else:
         inputs, batches = features.tensor, features.batches(data, batch_size)
     for images, labels in batches:
         if len(labels) == 0:
             continue
+        check_dtype(images, inputs, data.class_list)
         losses, correct = sess.run([graph.losses, graph.correct],
                                    feed_dict={inputs: images,
                                               graph.y: labels})

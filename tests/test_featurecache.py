@@ -150,10 +150,22 @@ def test_unreadable_images_are_left_out_as_in_the_image_batches(tmp_path):
     assert list(labels.argmax(1)) == [0, 0, 2]
 
 
+def test_batches_of_the_wrong_dtype_are_refused(image_list):
+    """Float32 images minus the mean fed to the uint8 pixels would wrap
+    around silently: the cache refuses them and names the fix."""
+    graph, config = graph_for(['fc7', 'fc8'])
+    centred = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES)
+    with tf.Session() as sess:
+        sess.run(graph.init)
+        with pytest.raises(TypeError, match='mean=None'):
+            FeatureCache(graph.model, 'fc6', graph.pixels).compute(
+                sess, centred, 4)
+
+
 def test_a_run_says_whether_it_uses_the_cache_and_why(image_list, capsys):
     graph, config = graph_for(['fc7', 'fc8'])
-    train = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES)
-    val = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES)
+    train = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES, mean=None)
+    val = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES, mean=None)
     with tf.Session() as sess:
         sess.run(graph.init)
         caches = open_feature_caches(sess, graph, train, val, config)

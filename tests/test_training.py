@@ -218,11 +218,12 @@ def test_demo_learns_well_above_chance():
     assert accuracy >= 50.0, output[-2000:]  # chance is 25%
 
 
-def test_the_graph_subtracts_the_mean_of_uint8_images():
-    """Feeding uint8 pixels to `images` gives the logits of feeding the
-    centred float32 images to the network's input `x`."""
+def test_the_graph_subtracts_the_mean_of_uint8_pixels():
+    """Feeding uint8 pixels to `pixels` gives the logits of feeding float32
+    images minus the mean to the network's input `x`; feeding float32
+    batches to `pixels` is refused, not wrapped around."""
     from alexnet import tf
-    from datagenerator import IMAGENET_MEAN_BGR
+    from datagenerator import IMAGENET_MEAN_BGR, check_dtype
     config = training.Config(num_classes=4, seed=1, scratch=True,
                              skip_layer=[], weights_path='',
                              train_layers=['fc8'], weight_decay=5e-4,
@@ -232,12 +233,14 @@ def test_the_graph_subtracts_the_mean_of_uint8_images():
                                                dtype=np.uint8)
     with tf.Session(config=training.session_config()) as sess:
         sess.run(graph.init)
-        from_pixels = sess.run(graph.model.fc8, {graph.images: pixels})
+        from_pixels = sess.run(graph.model.fc8, {graph.pixels: pixels})
         centred = pixels.astype(np.float32) - IMAGENET_MEAN_BGR
         from_centred = sess.run(graph.model.fc8, {graph.x: centred})
     np.testing.assert_allclose(from_pixels, from_centred, rtol=1e-5,
                                atol=1e-5 * np.abs(from_centred).max())
     assert np.abs(from_pixels).max() > 0
+    with pytest.raises(TypeError, match='mean=None'):
+        check_dtype(centred, graph.pixels, 'val.txt')
 
 
 def test_the_session_keeps_no_constant_the_size_of_a_weight():
@@ -265,6 +268,55 @@ def test_the_session_keeps_no_constant_the_size_of_a_weight():
     zeros = 'fc7/weights/Momentum/Initializer/zeros'
     # (With a default session, TF 2.21 makes this node a 'Const'.)
     assert large_outputs(training.session_config())[zeros] == 'Fill'
+
+
+def ancestors(ops):
+    """Every op that must run before `ops` (data and control inputs)."""
+    seen, stack = set(), list(ops)
+    while stack:
+        op = stack.pop()
+        if op not in seen:
+            seen.add(op)
+            stack.extend(t.op for t in op.inputs)
+            stack.extend(op.control_inputs)
+    return seen
+
+
+@pytest.mark.parametrize('train_layers', [
+    list(training.LAYERS), ['conv1', 'fc8'], ['fc6', 'fc7', 'fc8'],
+    ['conv2', 'conv4']])
+def test_no_variable_changes_before_every_op_of_the_step_reading_it(
+        train_layers):
+    """TF1 variables are read when an op runs: an update that could run
+    before an op reading the variable (through its `read` alias, or the
+    Split of a grouped conv) would leak the new value into the step."""
+    from alexnet import tf, variable
+    config = training.Config(num_classes=4, seed=1, scratch=True,
+                             skip_layer=[], weights_path='',
+                             train_layers=train_layers, weight_decay=5e-4,
+                             momentum=0.9)
+    graph = training.build_graph(config)
+    step = ancestors([graph.train_op, graph.loss.op, graph.correct.op])
+    updates = [op for op in step if op.type == 'ApplyMomentum']
+    assert len(updates) == 2 * len(train_layers)
+    for layer in train_layers:
+        for kind in ('weights', 'biases'):
+            var = variable(layer, kind).op
+            update, = [op for op in updates if op.inputs[0].op is var]
+            readers, aliases = [], [var]
+            while aliases:
+                for tensor in aliases.pop().outputs:
+                    for op in tensor.consumers():
+                        if op is update or op not in step:
+                            continue
+                        if op.type in ('Identity', 'Split'):
+                            aliases.append(op)
+                        else:
+                            readers.append(op)
+            assert readers, (layer, kind)
+            before = ancestors([update])
+            unordered = [op.name for op in readers if op not in before]
+            assert not unordered, (layer, kind, unordered)
 
 
 def test_one_step_is_caffes_sgd_with_rate_multipliers_and_decay():

@@ -9,15 +9,15 @@ What it measures, on the real Oxford 102 images (`../shared/data/oxford102`
 or $FLOWERS_DIR; generated 500x667 JPEGs when they are absent):
 
 loaders       images/s of load_image on one thread, OpenCV and Pillow,
-              reduced against full decoding; on the real photos, and on
-              2x-enlarged copies of them (1000x1334), where the 1/2 scale
-              applies. The mean absolute difference of the final arrays
+              reduced against full decoding; on the real photos (decoded at
+              1/2), and on 2x-enlarged copies of them (1000x1334, at 1/4). The mean absolute difference of the final arrays
               against full decoding (0..255) is the quality cost.
               Batches from the image cache against decoding them.
 training      images/s of training steps, all layers and fc6-fc8 only, at
               batch 64 and 128: the prefetching pipeline against the
-              original pattern (decode a batch on one thread, then step),
-              and the share of the epoch spent waiting for data.
+              original pattern (decode a batch on one thread, then step;
+              the same graph, only the loading differs), and the share of
+              the epoch spent waiting for data.
 epochs        fc8-only epochs with the feature cache against without;
               all-layer epochs with the image cache against without.
 weights       loading the ImageNet weights (a random file of the real size)
@@ -133,8 +133,8 @@ def generated_jpegs(folder, count):
 
 
 def enlarged_copies(paths, folder):
-    """JPEGs twice the size of `paths` (1000x1334 for Oxford), where the
-    1/2 decoding scale applies; written at quality 90."""
+    """JPEGs twice the size of `paths` (1000x1334 for Oxford, which decode
+    at 1/4); written at quality 90."""
     import cv2
     os.makedirs(folder, exist_ok=True)
     copies = []
@@ -190,11 +190,13 @@ def decoding_difference(paths, loader, reduce):
 
 
 def generator_speed(list_file, cache):
-    """Images/s of batches of 64 (crop, mirror, mean) from a training
-    generator with the default workers: the first epoch decodes, the second
-    comes from the image cache when there is one. Returns both."""
+    """Images/s of batches of 64 (crop, mirror; uint8, as training gets
+    them) from a training generator with the default workers: the first
+    epoch decodes, the second comes from the image cache when there is one.
+    Returns both."""
     data = ImageDataGenerator(list_file, horizontal_flip=True, shuffle=True,
-                              nb_classes=NUM_CLASSES, seed=1, cache=cache)
+                              nb_classes=NUM_CLASSES, seed=1, cache=cache,
+                              mean=None)
     speeds = []
     for _ in range(2):
         start = time.perf_counter()
@@ -337,12 +339,12 @@ def measure_training(spec):
     with tf.Session(config=training.session_config()) as sess:
         sess.run(graph.init)
         warm_up(sess, graph, config)
-        inputs, features = graph.images, None
+        inputs, features = graph.pixels, None
         if spec['pipeline'] == 'features':
             start = time.perf_counter()
             layer = decide(config.train_layers, spec['augment'],
                            config.dropout_rate).layer
-            features = FeatureCache(graph.model, layer, graph.images).compute(
+            features = FeatureCache(graph.model, layer, graph.pixels).compute(
                 sess, data, config.batch_size)
             result['feature_seconds'] = time.perf_counter() - start
             inputs = features.tensor
@@ -363,7 +365,7 @@ def warm_up(sess, graph, config):
     first run, which no epoch should be charged for."""
     images = np.zeros((config.batch_size, 227, 227, 3), np.uint8)
     labels = np.zeros((config.batch_size, NUM_CLASSES), np.float32)
-    sess.run(graph.train_op, {graph.images: images, graph.y: labels,
+    sess.run(graph.train_op, {graph.pixels: images, graph.y: labels,
                               graph.learning_rate: 0.0})
 
 
