@@ -149,6 +149,9 @@ class Model(object):
         self.graph, self.images, self.outputs = graph, images, outputs
         self.source, self.class_names = source, class_names
         self.num_classes = int(outputs[OUTPUT_NAME].shape[-1])
+        session_config = session_config or tf.ConfigProto()
+        # GPU memory as needed, not all of it: a course GPU may be shared.
+        session_config.gpu_options.allow_growth = True
         self.session = tf.Session(graph=graph, config=session_config)
 
     @classmethod
