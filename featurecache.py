@@ -129,7 +129,7 @@ class FeatureCache(object):
     def __init__(self, model, layer, inputs=None):
         """`inputs`: the tensor the generator's image batches are fed to:
         model.X (float32, minus the mean) unless given; training.build_graph's
-        uint8 `images` for generators made with mean=None."""
+        uint8 `pixels` for generators made with mean=None."""
         self.model = model
         self.layer = layer
         self.inputs = model.X if inputs is None else inputs
