@@ -109,7 +109,7 @@ class AlexNet(object):
 
         # What each layer reads. The gradient with respect to each of these
         # is computed from the layer's weights, so training updates a layer
-        # only once that gradient exists (training.sgd_updates).
+        # only once that gradient exists (sgd.caffe_sgd).
         self.layer_inputs = {'conv1': self.X, 'conv2': pool1, 'conv3': pool2,
                              'conv4': conv3, 'conv5': conv4, 'fc6': flattened,
                              'fc7': self.fc6, 'fc8': self.fc7}
@@ -166,14 +166,20 @@ PIXEL_STD = 60.0
 # layer to layer. conv1 is divided by PIXEL_STD on top: its input is in pixel
 # units (std about 60), not unit-sized, and without that every layer would
 # start 60 times too large, the loss would explode and the ReLUs die at once.
-# So every layer starts with unit-sized activations. (For the same reason a
-# fresh conv1 also learns PIXEL_STD**2 times slower: see
-# training.set_rate_multipliers.) Biases start at zero.
+# So every layer starts with unit-sized activations. (For the same reason the
+# gradient of a fresh conv1 is divided by PIXEL_STD**2: see
+# sgd.set_rate_multipliers.) Biases start at zero.
 def _weight_initializer(relu, input_std=1.0):
-    gain = 2.0 if relu else 1.0  # the linear fc8 keeps unit variance
-    return tf.variance_scaling_initializer(scale=gain / input_std ** 2,
+    return tf.variance_scaling_initializer(scale=2.0 / input_std ** 2,
                                            mode='fan_in',
                                            distribution='truncated_normal')
+
+
+#: The new classifier fc8 starts as in Caffe's fine-tuning examples
+#: (finetune_flickr_style): gaussian weights of std 0.01, zero biases. Its
+#: outputs start small, every class about equally likely, so the first loss
+#: is about ln(num_classes) (4.6 for 102 classes) in both modes.
+FC8_INITIALIZER = tf.random_normal_initializer(stddev=0.01)
 
 
 def conv(x, filter_height, filter_width, num_filters, stride_y, stride_x,
@@ -211,9 +217,10 @@ def conv(x, filter_height, filter_width, num_filters, stride_y, stride_x,
 
 def fc(x, num_in, num_out, name, relu=True):
     """Fully connected layer: x @ weights + biases, then ReLU unless fc8."""
+    initializer = _weight_initializer(relu) if relu else FC8_INITIALIZER
     with tf.variable_scope(name):
         weights = tf.get_variable('weights', [num_in, num_out],
-                                  initializer=_weight_initializer(relu))
+                                  initializer=initializer)
         biases = tf.get_variable('biases', [num_out],
                                  initializer=tf.zeros_initializer())
         out = tf.nn.xw_plus_b(x, weights, biases)
