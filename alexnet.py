@@ -23,7 +23,11 @@ import os
 
 # Quiet TensorFlow's start-up log and its notices about the 1.x API, which
 # this kit uses on purpose (set TF_CPP_MIN_LOG_LEVEL=0 to see everything).
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Level 3 also hides "failed call to cuInit: CUDA error" on every machine
+# without a GPU; errors that matter still arrive as Python exceptions. What
+# TensorFlow prints while it loads ("Could not find cuda drivers ... GPU
+# will not be used") comes before any setting is read: see README.md.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 try:  # TensorFlow 2.x (and 1.13+): the 1.x API lives in compat.v1
     import tensorflow.compat.v1 as tf

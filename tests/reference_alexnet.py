@@ -22,11 +22,19 @@ def conv(x, w_hwio, b, stride, pad, groups):
     for g in range(groups):
         xg = x[:, g * in_per_group:(g + 1) * in_per_group]
         wg = w[g * per_group:(g + 1) * per_group]
-        patches = np.lib.stride_tricks.sliding_window_view(xg, (kh, kw), (2, 3))
-        patches = patches[:, :, ::stride, ::stride]  # (n, c, oh, ow, kh, kw)
+        patches = windows(xg, kh, kw, stride, oh, ow)  # (n, c, oh, ow, kh, kw)
         out[:, g * per_group:(g + 1) * per_group] = np.einsum(
             'ncyxij,ocij->noyx', patches, wg, optimize=True)
     return out + b[None, :, None, None]
+
+
+def windows(x, kh, kw, stride, oh, ow):
+    """Every kh x kw window of x (n, c, h, w) at the given stride, as a view
+    (n, c, oh, ow, kh, kw); as_strided, which NumPy 1.17 has."""
+    n, c, h, w = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, (x.shape[0], x.shape[1], oh, ow, kh, kw),
+        (n, c, h * stride, w * stride, h, w), writeable=False)
 
 
 def relu(x):
@@ -52,13 +60,18 @@ def max_pool(x, size=3, stride=2):
     return out
 
 
-def forward(images_nhwc, layers):
-    """Logits of a batch of BGR-minus-mean images (N, 227, 227, 3)."""
+def forward(images_nhwc, layers, lrn_size=5, lrn_alpha=1e-4):
+    """Logits of a batch of BGR-minus-mean images (N, 227, 227, 3); the LRN
+    parameters are Caffe's unless changed (to check that a mistake in them
+    would be seen)."""
     x = images_nhwc.astype(np.float64).transpose(0, 3, 1, 2)
     p = {name: [np.asarray(a, np.float64) for a in (v['weights'], v['biases'])]
          for name, v in layers.items()}
-    x = max_pool(lrn(relu(conv(x, *p['conv1'], stride=4, pad=0, groups=1))))
-    x = max_pool(lrn(relu(conv(x, *p['conv2'], stride=1, pad=2, groups=2))))
+    norm = dict(size=lrn_size, alpha=lrn_alpha)
+    x = max_pool(lrn(relu(conv(x, *p['conv1'], stride=4, pad=0, groups=1)),
+                     **norm))
+    x = max_pool(lrn(relu(conv(x, *p['conv2'], stride=1, pad=2, groups=2)),
+                     **norm))
     x = relu(conv(x, *p['conv3'], stride=1, pad=1, groups=1))
     x = relu(conv(x, *p['conv4'], stride=1, pad=1, groups=2))
     x = max_pool(relu(conv(x, *p['conv5'], stride=1, pad=1, groups=2)))

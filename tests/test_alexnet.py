@@ -13,16 +13,24 @@ SHAPES = {'conv1': (11, 11, 3, 96), 'conv2': (5, 5, 48, 256),
           'fc7': (4096, 4096), 'fc8': (4096, 1000)}
 
 
+#: How much larger than He's rule conv1 and conv2 are drawn, so that their
+#: outputs are as large as in Caffe's trained net (tens to hundreds) and the
+#: LRN after them divides them by up to 2: a mistake in LRN's alpha or
+#: window then changes the logits by far more than the test's tolerance.
+LRN_SCALE = {'conv1': 60.0, 'conv2': 30.0}
+
+
 def random_layers(num_classes=1000, seed=0):
-    """Random weights shaped like bvlc_alexnet.npy, scaled so activations
-    neither vanish nor explode over the eight layers."""
+    """Random weights shaped like bvlc_alexnet.npy, with conv1 and conv2
+    large enough to exercise LRN (LRN_SCALE)."""
     rng = np.random.default_rng(seed)
     layers = {}
     for name, shape in SHAPES.items():
         if name == 'fc8':
             shape = (4096, num_classes)
         fan_in = int(np.prod(shape[:-1]))
-        scale = np.sqrt(2.0 / fan_in) / (60.0 if name == 'conv1' else 1.0)
+        scale = (np.sqrt(2.0 / fan_in) / (60.0 if name == 'conv1' else 1.0)
+                 * LRN_SCALE.get(name, 1.0))
         layers[name] = {
             'weights': (rng.standard_normal(shape) * scale).astype(np.float32),
             'biases': (rng.standard_normal(shape[-1]) * 0.1).astype(np.float32)}
@@ -82,6 +90,12 @@ def test_logits_equal_independent_caffe_reference(weights_file):
     assert error <= 1e-4, error
     # A different picture gives different logits: the check is not vacuous.
     assert np.abs(expected[0] - expected[1]).max() > 0.1 * np.abs(expected).max()
+    # Nor is it for LRN: Caffe's alpha not divided by the window, or a
+    # window of 3, would miss the tolerance by a wide margin.
+    for mistake in (dict(lrn_alpha=5e-4), dict(lrn_size=3)):
+        wrong = reference_alexnet.forward(images, layers, **mistake)
+        miss = np.abs(logits - wrong).max() / np.abs(wrong).max()
+        assert miss > 30 * 1e-4, (mistake, miss)
 
 
 def test_loading_skips_fc8_and_sets_every_other_layer(weights_file):
