@@ -268,8 +268,13 @@ def show_errors_plainly():
     default_hook = sys.excepthook
 
     def hook(error_type, error, traceback):
+        import weights
         if issubclass(error_type, KeyboardInterrupt):
             sys.stderr.write('\nInterrupted.\n')
+        elif issubclass(error_type, weights.MissingWeightsError):
+            # The message names the script to run with --scratch: this one.
+            sys.stderr.write('%s\n' % weights.missing_weights_message(
+                error.path, script=os.path.basename(sys.argv[0])))
         elif issubclass(error_type, user_errors()):
             sys.stderr.write('%s\n' % error)
         else:

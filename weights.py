@@ -8,16 +8,22 @@ the internet that way lets the file run whatever it wants on your machine.
 
 This module is the one place in the project that opens weight files.  It
 
-* reads pickled ``.npy`` files with a *restricted* unpickler that admits only
-  the handful of numpy functions needed to rebuild arrays, and refuses every
-  other global before anything runs;
+* reads pickled ``.npy`` files with a *restricted* unpickler
+  (``safe_unpickle.py``) that admits only the handful of numpy functions
+  needed to rebuild numeric arrays, checks what they are given, and refuses
+  everything else before it runs;
 * reads the pickle-free ``.npz`` layout (our recommended format);
 * accepts every layout in circulation and returns one shape of result::
 
       {'conv1': {'weights': float32 array, 'biases': float32 array}, ...}
 
 * turns every kind of broken file into a :class:`WeightsFileError` whose
-  message names the file, the layer and the fix.
+  message names the file, the layer and the fix; a missing file into a
+  :class:`MissingWeightsError` that says how to get it, points to a weights
+  file of another name beside it, and how to train without it;
+* checks the weights against the model (:func:`check_layers`): shapes,
+  dtypes, and NaN or infinity, which would make the network train at chance
+  without a word.
 
 Supported layouts:
 
@@ -34,10 +40,13 @@ connected ``(in, out)``.  Files from Caffe or ONNX use another order;
 """
 
 import os
-import pickle
+import shlex
+import zipfile
 
 import numpy as np
 from numpy.lib import format as npy_format
+
+import safe_unpickle
 
 LAYERS = ('conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8')
 PARTS = ('weights', 'biases')
@@ -56,6 +65,9 @@ ALEXNET_SHAPES = {
     'fc8': {'weights': (4096, 1000), 'biases': (1000,)},
 }
 
+#: the name tools/download.py saves the weights under
+DOWNLOADED_NAME = 'bvlc_alexnet.npy'
+
 GET_WEIGHTS = ('see bvlc_alexnet.npy.md, or run '
                '`python tools/download.py --only weights`; a Caffe '
                '.caffemodel or an ONNX bvlcalexnet-*.onnx can be converted '
@@ -67,82 +79,21 @@ class WeightsFileError(ValueError):
     layer where it applies, and what to do about it."""
 
 
-# --------------------------------------------------------------------------
-# The restricted unpickler
-# --------------------------------------------------------------------------
+class MissingWeightsError(WeightsFileError):
+    """The weights file does not exist.
 
-try:                                    # numpy >= 2 keeps its core here ...
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:                     # ... numpy 1.x here
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
-
-
-def _latin1_encode(text, encoding='latin1'):
-    """Stand-in for ``_codecs.encode``.
-
-    Python 3 pickles with protocol 0-2 have no opcode for ``bytes``, so they
-    store an array's raw data as ``_codecs.encode(text, 'latin1')``.  The real
-    ``codecs.encode`` accepts any codec name; we accept only latin-1, the one
-    a pickle of bytes uses.
-    """
-    if encoding.replace('-', '').replace('_', '').lower() != 'latin1':
-        raise pickle.UnpicklingError(
-            f'_codecs.encode with encoding {encoding!r}')
-    return text.encode('latin1')
-
-
-def _allowed_globals():
-    """Every global a weights pickle may name, and the object it gets.
-
-    Found by disassembling what np.save writes (python -m pickletools):
-    arrays are rebuilt by _reconstruct(ndarray, shape, typecode) and
-    ndarray.__setstate__, dtypes by dtype(...).  numpy 1.x files say
-    'numpy.core', numpy 2 files 'numpy._core'.  dict, list, str and bytes
-    need no global: pickle has opcodes for them.  Each name maps straight to
-    the object, so the unpickler never imports a module named by the file.
-    """
-    allowed = {('numpy', 'ndarray'): np.ndarray,
-               ('numpy', 'dtype'): np.dtype,
-               ('_codecs', 'encode'): _latin1_encode}
-    for core in ('numpy.core', 'numpy._core'):
-        allowed.update({
-            (core + '.multiarray', '_reconstruct'): _multiarray._reconstruct,
-            (core + '.multiarray', 'scalar'): _multiarray.scalar,
-            # protocol 5 rebuilds arrays with frombuffer(...).reshape(...)
-            (core + '.numeric', '_frombuffer'): _numeric._frombuffer,
-        })
-    return allowed
-
-
-_ALLOWED_GLOBALS = _allowed_globals()
-
-
-class _ForbiddenGlobal(pickle.UnpicklingError):
-    """The pickle asked for a global that a weights file never needs."""
-
-    def __init__(self, qualified_name):
-        super().__init__(qualified_name)
-        self.qualified_name = qualified_name
-
-
-class _WeightsUnpickler(pickle.Unpickler):
-    """An unpickler that can only build numpy arrays, dicts, lists and
-    strings.
-
-    A pickle calls a function by first naming it (the GLOBAL opcodes), and
-    the unpickler resolves every name through ``find_class``.  Answering
-    from a fixed table means that a hostile file's ``os.system`` is refused
-    when it is *named*, before it could be called.  Subclassing the C
-    ``pickle.Unpickler`` keeps the fast C implementation for everything else.
+    ``path`` is the file that was asked for; ``alternative`` a readable
+    weights file found in the same folder (such as ``bvlc_alexnet.npz``
+    beside a missing ``bvlc_alexnet.npy``), or None.  The message is
+    :func:`missing_weights_message`'s: how to get the file, or how to train
+    without it.
     """
 
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise _ForbiddenGlobal(f'{module}.{name}') from None
+    def __init__(self, path, script='finetune.py'):
+        self.path = os.fspath(path)
+        self.alternative = find_other_weights(self.path)
+        super().__init__(_missing_message(self.path, script,
+                                          self.alternative))
 
 
 # --------------------------------------------------------------------------
@@ -154,14 +105,21 @@ def read_weights(path):
 
     Returns ``{layer: {'weights': float32 array, 'biases': float32 array}}``
     for every layer in the file (not only AlexNet's).  Floating point arrays
-    of another precision are converted to float32.  Anything else -- a
-    missing, truncated or hostile file, an unknown layout, integer arrays --
-    raises :class:`WeightsFileError`.
+    of another precision are converted to float32.  A missing file raises
+    :class:`MissingWeightsError`; anything else -- a truncated or hostile
+    file, an unknown layout, integer arrays -- :class:`WeightsFileError`.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise WeightsFileError(f'{path!r} is a folder; weights_path must name '
+                               f'the weights file in it. {GET_WEIGHTS}')
     if not os.path.isfile(path):
-        raise WeightsFileError(
-            f'weights file {path!r} not found: {GET_WEIGHTS}')
+        raise MissingWeightsError(path)
+    return _read_file(path)
+
+
+def _read_file(path):
+    """read_weights for a file known to exist (no search beside it)."""
     with open(path, 'rb') as f:
         magic = f.read(6)
         f.seek(0)
@@ -189,6 +147,86 @@ def _not_a_weights_file(path, start):
            f'{GET_WEIGHTS}'
 
 
+# --------------------------------------------------------------------------
+# When the file is missing
+# --------------------------------------------------------------------------
+
+def missing_weights_message(path, script='finetune.py'):
+    """The whole message for a weights file that does not exist: a usable
+    weights file found beside it (``found bvlc_alexnet.npz: pass
+    --weights_path bvlc_alexnet.npz``), the download command, and the two
+    ways to train without ImageNet weights.  ``script`` is the training
+    script the user runs, named in the advice."""
+    path = os.fspath(path)
+    return _missing_message(path, script, find_other_weights(path))
+
+
+def _missing_message(path, script, alternative):
+    folder = os.path.dirname(path) or '.'
+    lines = [f'weights file {path!r} not found.']
+    if alternative:
+        lines.append(f'  found {os.path.basename(alternative)}: pass '
+                     f'--weights_path {shlex.quote(alternative)}')
+    lines += ['  Get the ImageNet weights (details in bvlc_alexnet.npy.md):',
+              '      python tools/download.py --only weights --weights-dest '
+              + shlex.quote(folder)]
+    if os.path.basename(path) != DOWNLOADED_NAME:
+        saved = os.path.join(folder, DOWNLOADED_NAME)
+        lines.append(f'    it saves {saved}: then pass --weights_path '
+                     f'{shlex.quote(saved)}')
+    lines += [
+        '    or convert a Caffe .caffemodel or an ONNX bvlcalexnet-*.onnx:',
+        '      python tools/convert_weights.py SRC bvlc_alexnet.npz',
+        '  Or train without them (every layer starts from random weights):',
+        f'    - pass --scratch: python {script} --scratch',
+        f'    - or comment out `model.load_initial_weights(sess)` in {script}']
+    return '\n'.join(lines)
+
+
+def find_other_weights(path, max_tries=5):
+    """A weights file beside the missing ``path`` that :func:`read_weights`
+    can read, or None.
+
+    Looks at the ``.npy``/``.npz`` files in ``path``'s folder, those with the
+    same name first (``bvlc_alexnet.npz`` for ``bvlc_alexnet.npy``), then any
+    with "alexnet" in the name, then the rest; reads at most ``max_tries`` of
+    them, as a folder may hold many large arrays that are not weights.
+    Returns the path in the style of ``path`` (relative stays relative).
+    """
+    folder = os.path.dirname(path)
+    stem = os.path.splitext(os.path.basename(path))[0].lower()
+    try:
+        names = [name for name in os.listdir(folder or '.')
+                 if name.lower().endswith(('.npy', '.npz'))]
+    except OSError:
+        return None
+
+    def rank(name):
+        low = name.lower()
+        return (os.path.splitext(low)[0] != stem, 'alexnet' not in low, low)
+
+    for name in sorted(names, key=rank)[:max_tries]:
+        candidate = os.path.join(folder, name)
+        try:
+            if os.path.isfile(candidate) and _may_hold_weights(candidate):
+                _read_file(candidate)
+                return candidate
+        except (WeightsFileError, OSError, zipfile.BadZipFile):
+            continue                            # not weights, or vanished
+    return None
+
+
+def _may_hold_weights(path):
+    """A cheap look before a full read, so that big arrays of other things
+    are not read in full: an .npz must have members named '<layer>/weights'.
+    (An .npy holding a plain array is refused after its header anyway.)"""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith('/weights.npy')
+                       for name in archive.namelist())
+    return True
+
+
 def _read_npy(f, path):
     """Read the pickled dict of an ``.npy`` file with the restricted
     unpickler.
@@ -196,7 +234,7 @@ def _read_npy(f, path):
     An ``.npy`` file is a short text header (shape, dtype) followed by the
     data.  For an object array the data is a pickle, which ``np.load`` would
     hand to ``pickle.load``; we parse the header with numpy's own functions
-    and give the rest to ``_WeightsUnpickler`` instead.
+    and give the rest to ``safe_unpickle.load`` instead.
     """
     try:
         version = npy_format.read_magic(f)
@@ -217,13 +255,12 @@ def _read_npy(f, path):
     try:
         # encoding='latin1' is how Python 3 reads the byte strings in the
         # Python 2 pickles of the original bvlc_alexnet.npy.
-        obj = _WeightsUnpickler(f, encoding='latin1').load()
-    except _ForbiddenGlobal as err:
+        obj = safe_unpickle.load(f, encoding='latin1')
+    except safe_unpickle.RefusedPickle as err:
         raise WeightsFileError(
-            f'refusing to load {path!r}: its pickle asks for '
-            f'{err.qualified_name!r}, which a weights file never needs. The '
-            f'file may be malicious; nothing in it was run. Do not open it '
-            f'with np.load(allow_pickle=True). Get the weights from a trusted '
+            f'refusing to load {path!r}: {err.reason}. The file may be '
+            f'malicious; nothing in it was run. Do not open it with '
+            f'np.load(allow_pickle=True). Get the weights from a trusted '
             f'source: {GET_WEIGHTS}') from None
     except Exception as err:
         if not _is_truncation(err):
@@ -232,7 +269,7 @@ def _read_npy(f, path):
             # each means the same to the user: the file is damaged.
             raise WeightsFileError(
                 f'{path!r} is damaged and cannot be read '
-                f'({type(err).__name__}: {err}). Download it again: '
+                f'({type(err).__name__}: {err!s:.300}). Download it again: '
                 f'{GET_WEIGHTS}') from None
         raise WeightsFileError(
             f'{path!r} is truncated (the file ends in the middle of the '
@@ -329,6 +366,9 @@ def _normalize_layer(value):
         weights, biases = parts['weights'], parts['biases']
     elif isinstance(value, (list, tuple)) and len(value) == 2:
         weights, biases = value
+    elif isinstance(value, np.ndarray) and value.dtype == object \
+            and value.shape == (2,):      # np.array([W, b], dtype=object)
+        weights, biases = value
     else:
         raise _LayerProblem(
             f'is a {type(value).__name__}; expected [weights, biases] or '
@@ -362,9 +402,10 @@ def check_layers(layers, expected_shapes, skip_layer=(), path='weights'):
     scratch, so they may be missing or have other shapes.
 
     Raises :class:`WeightsFileError` listing *all* problems at once (missing
-    layers, wrong shapes with a likely fix, wrong dtypes), so the user fixes
-    everything in one go.  Returns a list of warnings (strings) about layers
-    in the file that the model does not have; the caller shows them.
+    layers, wrong shapes with a likely fix, wrong dtypes, NaN or infinite
+    values), so the user fixes everything in one go.  Returns a list of
+    warnings (strings) about layers in the file that the model does not
+    have; the caller shows them.
     """
     skip = set(skip_layer)
     problems = []
@@ -401,7 +442,41 @@ def _layer_problems(name, layer, expected):
         if dtype != np.float32:
             problems.append(f"layer '{name}': {part} have dtype {dtype}, "
                             f"expected float32")
+        else:
+            problems += _nonfinite_problems(name, part, layer[part])
     return problems
+
+
+def check_finite(layers, skip_layer=(), path='weights'):
+    """Refuse weights holding NaN or infinity, naming each layer.
+
+    One NaN in a layer makes every output NaN: the loss is NaN from the
+    first step and the network trains at chance without an error.
+    :func:`check_layers` runs this check too; call this one alone when the
+    shapes need no check.
+    """
+    skip, problems = set(skip_layer), []
+    for name, layer in layers.items():
+        if name not in skip:
+            for part in PARTS:
+                problems += _nonfinite_problems(name, part, layer[part])
+    if problems:
+        raise WeightsFileError(
+            f'{path!r} is not usable:\n  - ' + '\n  - '.join(problems))
+
+
+def _nonfinite_problems(name, part, array):
+    """[message] when ``array`` holds NaN or infinity, else []."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return []
+    nans = int(np.isnan(array).sum())
+    first = tuple(int(i) for i in np.argwhere(~finite)[0])
+    return [f"layer '{name}': {part} hold {nans} NaN and "
+            f"{finite.size - int(finite.sum()) - nans} infinite values "
+            f"(the first at index {first}); the file is damaged or comes "
+            f"from a training run that diverged. Download or convert it "
+            f"again, or add '{name}' to skip_layer to train it from scratch"]
 
 
 def _likely_fix(name, have, want):

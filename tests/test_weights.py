@@ -393,3 +393,136 @@ def test_check_layers_warns_about_layers_the_model_lacks():
     warnings = check_layers(layers, MODEL, ['conv2', 'fc8'], 'w.npy')
     assert len(warnings) == 1
     assert "'w.npy': layer 'fc9' is not in the model" in warnings[0]
+
+
+# --------------------------------------------------------------------------
+# NaN and infinity: refused with the layer's name
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize('bad, words', [(np.nan, '1 NaN and 0 infinite'),
+                                        (np.inf, '0 NaN and 1 infinite'),
+                                        (-np.inf, '0 NaN and 1 infinite')])
+def test_check_layers_refuses_non_finite_weights(tmp_path, bad, words):
+    layers = small_layers()
+    layers['conv1']['weights'][1, 2, 0, 3] = bad
+    path = tmp_path / 'w.npz'
+    weights.save_npz(layers, path)
+    loaded = read_weights(path)           # reading works: it is a real file
+    model = {'conv1': MODEL['conv1'], 'fc8': SHAPES['fc8']}
+    with pytest.raises(WeightsFileError) as error:
+        check_layers(loaded, model, [], str(path))
+    message = str(error.value)
+    assert str(path) in message
+    assert f"layer 'conv1': weights hold {words}" in message
+    assert '(1, 2, 0, 3)' in message and 'skip_layer' in message
+    assert 'fc8' not in message               # the clean layer is not blamed
+
+
+def test_non_finite_in_a_skipped_layer_is_no_problem():
+    """A layer in skip_layer is not loaded, so its values do not matter."""
+    layers = small_layers()
+    layers['fc8']['biases'][:] = np.nan
+    model = {'conv1': MODEL['conv1'], 'fc8': SHAPES['fc8']}
+    assert check_layers(layers, model, ['fc8'], 'w') == []
+    weights.check_finite(layers, skip_layer=['fc8'])
+    with pytest.raises(WeightsFileError, match="'fc8': biases hold 5 NaN"):
+        weights.check_finite(layers, path='w')
+
+
+def test_every_non_finite_layer_is_listed():
+    layers = small_layers()
+    layers['conv1']['biases'][0] = np.inf
+    layers['fc8']['weights'][:] = np.nan
+    with pytest.raises(WeightsFileError) as error:
+        weights.check_finite(layers, path='w.npy')
+    message = str(error.value)
+    assert "'conv1': biases hold 0 NaN and 1 infinite" in message
+    assert "'fc8': weights hold 40 NaN and 0 infinite" in message
+
+
+# --------------------------------------------------------------------------
+# A missing file: what to do, and a file of another name found beside it
+# --------------------------------------------------------------------------
+
+def test_missing_file_message_gives_every_route(tmp_path):
+    path = tmp_path / 'bvlc_alexnet.npy'
+    with pytest.raises(weights.MissingWeightsError) as error:
+        read_weights(path)
+    message = str(error.value)
+    assert isinstance(error.value, WeightsFileError)
+    assert error.value.path == str(path) and error.value.alternative is None
+    assert (f'python tools/download.py --only weights --weights-dest '
+            f'{tmp_path}') in message
+    assert 'bvlc_alexnet.npy.md' in message
+    assert 'python finetune.py --scratch' in message
+    assert 'comment out `model.load_initial_weights(sess)`' in message
+    assert '--weights_path' not in message        # nothing found beside it
+    assert message == weights.missing_weights_message(path)
+
+
+def test_missing_file_points_to_the_npz_beside_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    weights.save_npz(small_layers(), 'bvlc_alexnet.npz')
+    (tmp_path / 'features.npy').write_bytes(b'not weights')
+    np.save(tmp_path / 'bvlc_alexnet_mean.npy', np.zeros(3))
+    with pytest.raises(weights.MissingWeightsError) as error:
+        read_weights('bvlc_alexnet.npy')
+    assert ('found bvlc_alexnet.npz: pass --weights_path bvlc_alexnet.npz'
+            in str(error.value))
+    assert error.value.alternative == 'bvlc_alexnet.npz'
+
+
+def test_missing_file_finds_weights_of_any_name_in_its_folder(tmp_path):
+    folder = tmp_path / 'my weights'
+    folder.mkdir()
+    np.save(folder / 'a_features.npy', np.zeros((4, 4)))    # not weights
+    weights.save_toronto_npy(small_layers(), folder / 'converted.npy')
+    message = weights.missing_weights_message(folder / 'bvlc_alexnet.npy',
+                                              script='finetune_pil.py')
+    expected = os.path.join(str(folder), 'converted.npy')
+    assert f"found converted.npy: pass --weights_path '{expected}'" in message
+    assert 'python finetune_pil.py --scratch' in message
+    assert f"--weights-dest '{folder}'" in message       # quoted: a space
+
+
+def test_other_name_says_where_the_download_lands(tmp_path):
+    message = weights.missing_weights_message(tmp_path / 'w.npy')
+    saved = os.path.join(str(tmp_path), 'bvlc_alexnet.npy')
+    assert f'it saves {saved}: then pass --weights_path {saved}' in message
+
+
+def test_broken_file_beside_is_not_suggested(tmp_path):
+    (tmp_path / 'bvlc_alexnet.npz').write_bytes(b'PK\x03\x04 broken')
+    message = weights.missing_weights_message(tmp_path / 'bvlc_alexnet.npy')
+    assert 'found bvlc_alexnet.npz' not in message
+    assert '--weights_path' not in message
+
+
+def test_a_folder_as_weights_path(tmp_path):
+    with pytest.raises(WeightsFileError, match='is a folder'):
+        read_weights(tmp_path)
+
+
+def test_load_initial_weights_gives_these_messages(tmp_path, monkeypatch):
+    """AlexNet.load_initial_weights reads through read_weights and
+    check_layers, so it stops with the same messages."""
+    tf = pytest.importorskip('tensorflow')
+    from alexnet import AlexNet
+    monkeypatch.chdir(tmp_path)
+    conv1 = {'weights': np.zeros((11, 11, 3, 96), np.float32),
+             'biases': np.zeros(96, np.float32)}
+    conv1['weights'][0, 0, 0, 0] = np.nan
+    weights.save_npz({'conv1': conv1}, 'bvlc_alexnet.npz')
+    others = ['conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8']
+
+    def load(path):
+        with tf.Graph().as_default():
+            x = tf.compat.v1.placeholder(tf.float32, [None, 227, 227, 3])
+            # the file is read before the session is used
+            AlexNet(x, 1.0, 4, others, path).load_initial_weights(None)
+
+    with pytest.raises(weights.MissingWeightsError,
+                       match='found bvlc_alexnet.npz'):
+        load('bvlc_alexnet.npy')
+    with pytest.raises(WeightsFileError, match="'conv1': weights hold 1 NaN"):
+        load('bvlc_alexnet.npz')

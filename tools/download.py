@@ -18,36 +18,46 @@ How a download behaves, and why:
 
 1. A file that is already there and passes its check is not fetched again.
 2. The bytes go to ``NAME.part``; only a complete file that passes its check
-   (md5 for the dataset files, the size for the weights, whose md5 is not
-   published) is renamed to ``NAME``. A half-written ``NAME`` never exists.
+   is renamed to ``NAME``. A half-written ``NAME`` never exists. The dataset
+   files are checked by md5. The weights' md5 was never published: they are
+   checked by size, then read with the project's safe reader (weights.py),
+   as a size is easy to fake: a hostile file padded to the right size would
+   pass it.
 3. An interrupted download resumes: the next request asks for the missing
    bytes only (HTTP ``Range: bytes=N-``). A server that ignores Range answers
    ``200`` with the whole file; we then start the part over.
-4. Network errors (refused or dropped connections, timeouts, HTTP 5xx) are
+4. Trouble that may pass (timeouts, dropped connections, HTTP 5xx) is
    retried with exponential back-off: wait ``backoff``, ``2*backoff``,
-   ``4*backoff`` ... seconds. HTTP 4xx (a missing file) is not retried.
-5. A file that fails its check is deleted, with a message: resuming from
+   ``4*backoff`` ... seconds. Trouble that waiting does not heal fails at
+   once: a host name that does not resolve (no network), a refused or
+   unreachable connection, HTTP 4xx such as 404.
+5. Nothing is written past a file's known size (or, for a file of unknown
+   size, a generous ceiling): a server that sends more, with a wrong or no
+   Content-Length, is cut off and the part deleted.
+6. A file that fails its check is deleted, with a message: resuming from
    corrupt bytes would only fail again.
 
-Unpacking a downloaded archive is a classic hole: a member named
-``/etc/passwd`` or ``../../.bashrc``, or a symlink pointing out of the
-folder, writes wherever the archive's author chose. ``safe_extract`` refuses
-such members before anything is written.
+The archive is unpacked by ``safe_extract.py``, which refuses members that
+would land outside the destination; ``download_progress.py`` reports each
+download.
 
-Standard library only; tqdm, when installed, draws the progress bars.
+Standard library only (numpy for the weights' check); tqdm, when installed,
+draws the progress bars.
 """
 import argparse
+import errno
 import hashlib
 import http.client
-import ntpath
 import os
-import posixpath
 import socket
 import sys
 import tarfile
 import time
 import urllib.error
 import urllib.request
+
+from download_progress import Progress
+from safe_extract import UnsafeArchiveError, safe_extract
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_URL = 'https://www.robots.ox.ac.uk/~vgg/data/flowers/102/'
@@ -57,6 +67,10 @@ DATA_FILES = {
     'imagelabels.mat': 'e0620be6f572b9609742df49c70aed4d',
     'setid.mat': 'a5357ecc9cb78c4bef273ce3793fc85c',
 }
+#: the most bytes each dataset file may have (the real ones: about 345 MB,
+#: 500 B and 15 kB), so that a server streaming without end is cut off
+DATA_MAX_SIZES = {'102flowers.tgz': 400 * 10**6, 'imagelabels.mat': 10**6,
+                  'setid.mat': 10**6}
 ARCHIVE = '102flowers.tgz'
 WEIGHTS_URL = 'http://www.cs.toronto.edu/~guerzhoy/tf_alexnet/bvlc_alexnet.npy'
 WEIGHTS_FILE = 'bvlc_alexnet.npy'
@@ -75,13 +89,26 @@ Could not fetch the AlexNet weights. Other routes (details in bvlc_alexnet.npy.m
       python tools/convert_weights.py bvlcalexnet-12.onnx bvlc_alexnet.npz
   * or train without ImageNet weights: python finetune.py --scratch"""
 
+DATA_HELP = """\
+Could not fetch the Oxford 102 dataset. Other routes:
+  * a mirror that serves the same files:
+      python tools/download.py --only data --base-url URL --dest {dest}
+  * or fetch these by hand (a browser, another machine):
+{urls}
+    put them in {dest} and run the same command without --base-url:
+    it checks their md5 and unpacks the images into {jpg}"""
+
+
+def data_help(base_url, dest):
+    """What to do when the dataset cannot be downloaded from base_url."""
+    urls = '\n'.join('      ' + base_url.rstrip('/') + '/' + name
+                     for name in DATA_FILES)
+    return DATA_HELP.format(dest=dest, urls=urls,
+                            jpg=os.path.join(dest, 'jpg'))
+
 
 class DownloadError(Exception):
     """A file could not be fetched or failed its check."""
-
-
-class UnsafeArchiveError(Exception):
-    """An archive member would be written outside the destination."""
 
 
 # --------------------------------------------------------------- checking
@@ -95,10 +122,11 @@ def md5sum(path):
     return digest.hexdigest()
 
 
-def verify(path, md5=None, size=None):
-    """None when the file matches the expected size and md5, else the problem.
+def verify(path, md5=None, size=None, check=None):
+    """None when the file matches the expected size and md5 and passes
+    check(path) (a function returning None or the problem), else the problem.
 
-    The size is checked first: it is free, and a wrong size makes the md5
+    The size is checked first: it is free, and a wrong size makes the rest
     pointless.
     """
     actual = os.path.getsize(path)
@@ -108,91 +136,66 @@ def verify(path, md5=None, size=None):
         actual = md5sum(path)
         if actual != md5:
             return 'md5 %s, expected %s' % (actual, md5)
+    return check(path) if check is not None else None
+
+
+def weights_problem(path):
+    """None when `path` reads as AlexNet's weights with weights.py's safe
+    reader (which refuses hostile pickles) and has their shapes and finite
+    values, else the reader's message."""
+    import weights  # needs numpy, which only this check uses
+    try:
+        weights.check_layers(weights.read_weights(path),
+                             weights.ALEXNET_SHAPES, path=path)
+    except weights.WeightsFileError as error:
+        return 'not usable weights: %s' % error
     return None
-
-
-# --------------------------------------------------------------- progress
-
-def human(n):
-    """1234567 -> '1.2 MB'."""
-    for unit in ('B', 'kB', 'MB', 'GB'):
-        if n < 1000 or unit == 'GB':
-            return ('%d %s' if unit == 'B' else '%.1f %s') % (n, unit)
-        n /= 1000.0
-
-
-class Progress(object):
-    """Bytes done, rate and time left for one file.
-
-    A tqdm bar on a terminal; otherwise (tqdm absent, output to a log file)
-    a plain line every `every` seconds and one at the end.
-    """
-
-    def __init__(self, name, total, done=0, every=10.0):
-        self.name, self.total, self.done, self.every = name, total, done, every
-        self.start = self.last = time.time()
-        self.start_done = done
-        self.bar = None
-        if sys.stdout.isatty():
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=done, desc=name, unit='B',
-                                unit_scale=True, unit_divisor=1000)
-            except ImportError:
-                pass
-
-    def update(self, n):
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif time.time() - self.last >= self.every:
-            self.last = time.time()
-            print(self.line(), flush=True)
-
-    def line(self, final=False):
-        elapsed = max(time.time() - self.start, 1e-6)
-        rate = (self.done - self.start_done) / elapsed
-        text = '%s: %s' % (self.name, human(self.done))
-        if self.total:
-            text += ' of %s (%d%%)' % (human(self.total),
-                                       100 * self.done // self.total)
-        text += ', %s/s' % human(rate)
-        if final:
-            text += ', %.0f s' % elapsed
-        elif self.total and rate > 0:
-            text += ', %.0f s left' % ((self.total - self.done) / rate)
-        return text
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            print(self.line(final=True), flush=True)
 
 
 # --------------------------------------------------------------- download
 
-#: Network trouble that may pass: refused, reset or dropped connections,
-#: timeouts, a response cut short, HTTP errors (see is_retryable).
+#: Network trouble: refused, reset or dropped connections, timeouts, a
+#: response cut short, HTTP errors. permanent_failure says which may pass.
 NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError,
                   socket.timeout, http.client.HTTPException)
 
 
-def is_retryable(error):
-    """False for HTTP errors that will not pass by waiting, such as 404."""
+def permanent_failure(error):
+    """Why waiting will not help, or None when a retry may succeed.
+
+    Offline, the name lookup fails at once, every time (often as a
+    "temporary" failure); so does a refused connection. Retrying those, or
+    a 404, only makes the user wait.
+    """
     if isinstance(error, urllib.error.HTTPError):
-        return error.code >= 500 or error.code in (408, 429)
-    return True
+        if error.code >= 500 or error.code in (408, 429):
+            return None
+        return 'the server refuses this file'
+    reason = getattr(error, 'reason', error)   # URLError wraps the cause
+    if isinstance(reason, socket.gaierror):
+        return 'the host name does not resolve: no network, or a wrong address'
+    if isinstance(reason, OSError) and reason.errno in (
+            errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return 'no connection: the host is unreachable or serves nothing there'
+    if isinstance(error, urllib.error.URLError) and isinstance(reason, str):
+        return 'a wrong address'               # "unknown url type" and such
+    return None
 
 
-def fetch_once(url, dest, timeout=60):
+class TooLarge(DownloadError):
+    """The server sent more than the file can hold."""
+
+
+def fetch_once(url, dest, timeout=60, limit=None):
     """One HTTP request that appends the missing bytes of `url` to dest.part.
 
     With a part already on disk, ask for the rest only (``Range``). The
     server answers 206 (partial content: append), 200 (it ignores Range:
     start the part over) or 416 (nothing left to send: the part is already
     complete). A response shorter than its Content-Length raises
-    IncompleteRead, which the caller retries from where it stopped.
+    IncompleteRead, which the caller retries from where it stopped. The part
+    never grows past `limit` bytes: a server that announces or sends more is
+    cut off with TooLarge, and the part deleted.
     """
     part, name = dest + '.part', os.path.basename(dest)
     have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -217,54 +220,87 @@ def fetch_once(url, dest, timeout=60):
                       'starting over' % name)
             have, mode = 0, 'wb'
         length = response.headers.get('Content-Length')
-        length = int(length) if length is not None else None
+        length = int(length) if length and length.isdigit() else None
         total = have + length if length is not None else None
-        progress = Progress(name, total, have)
-        received = 0
-        with open(part, mode) as f:
-            try:
-                for block in iter(lambda: response.read(CHUNK), b''):
-                    f.write(block)
-                    received += len(block)
-                    progress.update(len(block))
-            finally:
-                progress.close()
+        try:
+            if limit is not None and total is not None and total > limit:
+                raise TooLarge(too_large(name, limit, total, part))
+            received = save_body(response, part, mode, name, total, have,
+                                 limit)
+        except TooLarge:
+            if os.path.exists(part):
+                os.remove(part)
+            raise
         if length is not None and received < length:
             raise http.client.IncompleteRead(b'', length - received)
 
 
-def download_file(url, dest, md5=None, size=None, retries=5, backoff=2.0,
-                  timeout=60):
-    """Fetch `url` to the file `dest`, checked against md5 and/or size.
+def save_body(response, part, mode, name, total, have, limit):
+    """Write the response to `part` (append or overwrite, as `mode` says),
+    never past `limit` bytes in all; returns the bytes received."""
+    progress = Progress(name, total, have)
+    received = 0
+    try:
+        with open(part, mode) as f:
+            for block in iter(lambda: response.read(CHUNK), b''):
+                if limit is not None and have + received + len(block) > limit:
+                    raise TooLarge(too_large(name, limit, total, part))
+                f.write(block)
+                received += len(block)
+                progress.update(len(block))
+    finally:
+        progress.close()
+    return received
 
-    Skips a `dest` that already passes the check. Retries network errors
-    `retries` times, waiting backoff * 2**attempt seconds before each retry,
-    and resumes from `dest + '.part'` each time. Raises DownloadError when
-    the retries are spent, on HTTP 4xx, or when the file fails its check (the
-    part is then deleted).
+
+def too_large(name, limit, announced, part):
+    """The message for a server that sends more than `limit` bytes."""
+    said = ('announced %d bytes, more than' % announced
+            if announced is not None else 'sent no size and more than')
+    return ('%s: the server %s the file\'s %d bytes; stopped and deleted '
+            '%s. Is this the right address?' % (name, said, limit, part))
+
+
+def download_file(url, dest, md5=None, size=None, retries=5, backoff=2.0,
+                  timeout=60, check=None, max_size=None):
+    """Fetch `url` to the file `dest`, checked against md5, size and check.
+
+    Skips a `dest` that already passes the checks (see verify). Retries
+    network trouble that may pass `retries` times, waiting
+    backoff * 2**attempt seconds before each retry, and resumes from
+    `dest + '.part'` each time. Writes no more than `size` bytes (or
+    `max_size` when the size is unknown). Raises DownloadError when the
+    retries are spent, at once on trouble that will not pass (see
+    permanent_failure), or when the file fails its check (the part is then
+    deleted).
     """
     name = os.path.basename(dest)
     if os.path.exists(dest):
-        problem = verify(dest, md5, size)
+        problem = verify(dest, md5, size, check)
         if problem is None:
             print('%s: already present and verified' % name)
             return dest
         print('%s: present but %s; fetching it again' % (name, problem))
     part = dest + '.part'
+    limit = size if size is not None else max_size
     for attempt in range(retries + 1):
         try:
-            fetch_once(url, dest, timeout)
+            fetch_once(url, dest, timeout, limit)
             break
+        except ValueError as error:        # a malformed URL
+            raise DownloadError('%s: %s' % (url, error))
         except NETWORK_ERRORS as error:
-            if not is_retryable(error):
-                raise DownloadError('%s: %s' % (url, error))
+            why = permanent_failure(error)
+            if why is not None:
+                raise DownloadError('%s: %s (%s; not retried)'
+                                    % (url, error, why))
             if attempt == retries:
                 raise DownloadError('%s: %s (gave up after %d tries)'
                                     % (url, error, retries + 1))
             delay = backoff * 2 ** attempt
             print('%s: %s; retrying in %.0f s' % (name, error, delay))
             time.sleep(delay)
-    problem = verify(part, md5, size)
+    problem = verify(part, md5, size, check)
     if problem is not None:
         os.remove(part)
         raise DownloadError('%s: %s; deleted %s, run again to fetch it anew'
@@ -272,70 +308,6 @@ def download_file(url, dest, md5=None, size=None, retries=5, backoff=2.0,
     os.replace(part, dest)
     print('%s: verified' % name)
     return dest
-
-
-# --------------------------------------------------------------- extraction
-
-def is_within(path, folder):
-    """True when `path` is `folder` or inside it (both absolute, resolved)."""
-    return os.path.commonpath([path, folder]) == folder
-
-
-def member_problem(member, dest):
-    """Why `member` must not be extracted into `dest` (resolved), or None.
-
-    Checked: absolute paths, '..' components, anything but plain files,
-    folders and links (devices, FIFOs), and where the member and a link's
-    target end up once the links already on disk are followed
-    (os.path.realpath), which catches a member written through an earlier
-    symlink.
-    """
-    name = member.name
-    if name.startswith(('/', '\\')) or ntpath.splitdrive(name)[0]:
-        return 'absolute path'
-    if '..' in name.replace('\\', '/').split('/'):
-        return "'..' in the path"
-    if not (member.isfile() or member.isdir() or member.issym()
-            or member.islnk()):
-        return 'not a file, folder or link (a device or FIFO)'
-    target = os.path.realpath(os.path.join(dest, name))
-    if not is_within(target, dest):
-        return 'written outside the destination (through a link)'
-    if member.issym() or member.islnk():
-        if os.path.isabs(member.linkname):
-            return 'link to an absolute path %s' % member.linkname
-        # A symlink's target is relative to its folder; a hard link's to the
-        # archive's root.
-        base = posixpath.dirname(name) if member.issym() else ''
-        linked = os.path.realpath(os.path.join(dest, base, member.linkname))
-        if not is_within(linked, dest):
-            return 'link to %s, outside the destination' % member.linkname
-    return None
-
-
-def safe_extract(archive, dest):
-    """Unpack the tar `archive` into `dest`, refusing hostile members.
-
-    All members are checked before the first is written, so a hostile archive
-    leaves nothing behind; each is checked again just before it is written,
-    when the links extracted before it exist on disk. Where Python has
-    tarfile's 'data' filter (3.8.17+, 3.11.4+), it runs as a second guard.
-    Raises UnsafeArchiveError naming the member.
-    """
-    os.makedirs(dest, exist_ok=True)
-    dest = os.path.realpath(dest)
-    options = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
-    with tarfile.open(archive) as tar:
-        members = tar.getmembers()
-        for check_only in (True, False):
-            for member in members:
-                problem = member_problem(member, dest)
-                if problem is not None:
-                    raise UnsafeArchiveError('%s: refusing member %r: %s'
-                                             % (archive, member.name, problem))
-                if not check_only:
-                    tar.extract(member, dest, **options)
-    return len(members)
 
 
 # --------------------------------------------------------------- main
@@ -346,7 +318,8 @@ def fetch_data(base_url, dest, files=None, **options):
     os.makedirs(dest, exist_ok=True)
     for name, md5 in files.items():
         download_file(base_url.rstrip('/') + '/' + name,
-                      os.path.join(dest, name), md5=md5, **options)
+                      os.path.join(dest, name), md5=md5,
+                      max_size=DATA_MAX_SIZES.get(name), **options)
     if ARCHIVE in files:
         print('%s: unpacking into %s' % (ARCHIVE, dest))
         count = safe_extract(os.path.join(dest, ARCHIVE), dest)
@@ -354,10 +327,12 @@ def fetch_data(base_url, dest, files=None, **options):
 
 
 def fetch_weights(url, dest, size=None, **options):
-    """Download bvlc_alexnet.npy into the folder `dest`, checking its size."""
+    """Download bvlc_alexnet.npy into the folder `dest`, checking its size,
+    then its content with the safe reader (weights_problem)."""
     size = WEIGHTS_SIZE if size is None else size
     os.makedirs(dest, exist_ok=True)
-    download_file(url, os.path.join(dest, WEIGHTS_FILE), size=size, **options)
+    download_file(url, os.path.join(dest, WEIGHTS_FILE), size=size,
+                  check=weights_problem, **options)
 
 
 def main(argv=None):
@@ -393,8 +368,12 @@ def main(argv=None):
     if args.only in (None, 'data'):
         try:
             fetch_data(args.base_url, args.dest, **options)
-        except (DownloadError, UnsafeArchiveError, OSError,
-                tarfile.TarError) as error:
+        except DownloadError as error:
+            print('error: %s\n%s' % (error, data_help(args.base_url,
+                                                       args.dest)),
+                  file=sys.stderr)
+            failed = True
+        except (UnsafeArchiveError, OSError, tarfile.TarError) as error:
             print('error: %s' % error, file=sys.stderr)
             failed = True
     if args.only in (None, 'weights'):
@@ -407,4 +386,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+    sys.path.insert(0, ROOT)    # for weights.py, which checks the weights
     sys.exit(main())
