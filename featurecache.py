@@ -39,7 +39,7 @@ accepts any tensor of the graph, not only placeholders. Feeding the cached
 tensor replaces it, and TensorFlow computes nothing that only leads to it:
 the convolutions are skipped.
 
-    features = FeatureCache(graph.model, 'fc6', graph.pixels)
+    features = FeatureCache(model, 'fc6', pixels)
     features.compute(sess, train_data, batch_size)      # once
     for feats, labels in features.batches(train_data, batch_size):
         sess.run(train_op, {features.tensor: feats, y: labels, ...})
@@ -128,8 +128,8 @@ class FeatureCache(object):
 
     def __init__(self, model, layer, inputs=None):
         """`inputs`: the tensor the generator's image batches are fed to:
-        model.X (float32, minus the mean) unless given; training.build_graph's
-        uint8 `pixels` for generators made with mean=None."""
+        model.X (float32, minus the mean) unless given; finetune.py's uint8
+        `pixels` for generators made with mean=None."""
         self.model = model
         self.layer = layer
         self.inputs = model.X if inputs is None else inputs
@@ -164,31 +164,37 @@ class FeatureCache(object):
 
         The same batches as `data.batches(batch_size)` would give: the
         epoch's order (set by data.reset_pointer), cut at the same places,
-        unreadable images left out. Advances `data.pointer` like it.
+        unreadable images left out. Moves the generator on like it.
         """
-        while data.pointer < data.data_size:
-            stop = min(data.pointer + batch_size, data.data_size)
-            indices = data.order[data.pointer:stop]
-            data.pointer = stop
+        for indices in data.index_batches(batch_size):
             indices = indices[self.readable[indices]]
             yield self.features[indices], data.one_hot(indices)
 
 
-def open_feature_caches(session, graph, train_data, val_data, config):
+def open_feature_caches(session, model, pixels, train_data, val_data,
+                        config):
     """For a training run: decide, say so, and compute the caches.
 
-    Returns (train cache, validation cache), or (None, None) when the mode
-    does not apply. Validation uses the same layer: it runs without dropout
-    on centre crops, so its features are fixed in any case.
+    `pixels`: the tensor the generators' batches are fed to; `config`: the
+    run's settings (train_layers, dropout_rate, batch_size). Returns
+    (train cache, validation cache), or (None, None) when the mode does not
+    apply. Validation uses the same layer: it runs without dropout on centre
+    crops, so its features are fixed in any case.
+
+    The decision is printed when the cache is used, and when it is not
+    although only fully connected layers learn (augmentation is on): the
+    runs that asked for fc-only training. A run that trains the
+    convolutions hears nothing of it.
     """
     augment = train_data.random_crop or train_data.horizontal_flip
     decision = decide(config.train_layers, augment, config.dropout_rate)
-    print(decision.message())
+    if decision.layer or _fc_only(config.train_layers):
+        print(decision.message())
     if not decision.layer:
         return None, None
     caches = []
     for data in (train_data, val_data):
-        cache = FeatureCache(graph.model, decision.layer, graph.pixels)
+        cache = FeatureCache(model, decision.layer, pixels)
         cache.compute(session, data, config.batch_size)
         caches.append(cache)
     print('Feature cache: %s features of %d + %d images, %.0f MB, computed '
@@ -196,3 +202,9 @@ def open_feature_caches(session, graph, train_data, val_data, config):
                      caches[1].images_computed,
                      (caches[0].nbytes + caches[1].nbytes) / 1e6))
     return tuple(caches)
+
+
+def _fc_only(train_layers):
+    """Whether some layers learn and all of them are fully connected."""
+    learning = [layer for layer in LAYERS if layer in train_layers]
+    return bool(learning) and all(layer in FC_LAYERS for layer in learning)

@@ -18,6 +18,7 @@ import sys
 
 from alexnet import LAYERS
 from datagenerator import CACHE_MODES, ListFileError, missing_images, read_list
+from imagelists import images_hint
 
 #: The largest seed: NumPy and TensorFlow take seeds below 2**31.
 MAX_SEED = 2 ** 31 - 1
@@ -225,15 +226,18 @@ def check_inputs(config):
         if absent:
             missing.append('%d of the %d images of %s, e.g. %s (line %d): %s'
                            % (len(absent), len(paths), list_file, absent[0][0],
-                              absent[0][1], images_hint(config, list_file,
-                                                        paths)))
+                              absent[0][1],
+                              images_hint(list_file, paths,
+                                          config.replacementpath) or
+                              download_command(config.replacementpath)))
     if missing:
-        raise InputError('Cannot start, missing:\n  - ' + '\n  - '.join(missing))
+        raise InputError('Refused to start: a run needs every listed image. '
+                         'Missing:\n  - ' + '\n  - '.join(missing))
 
 
-def images_hint(config, list_file, paths):
-    """Where the images may be, or the download command that gets them."""
-    folder = config.replacementpath
+def download_command(replacementpath):
+    """The download command that puts the images where the lists look."""
+    folder = replacementpath
     if folder and os.path.basename(os.path.normpath(folder)) == 'jpg':
         return ('python tools/download.py --only data --dest %s'
                 % (os.path.dirname(os.path.normpath(folder)) or '.'))

@@ -39,3 +39,37 @@ def test_clean_lists_pass(tmp_path, capsys):
     assert check_data.main([str(tmp_path / 'list.txt'), '--loader', 'pil',
                             '--replacementpath=']) == 0
     assert '0 problem(s)' in capsys.readouterr().out
+
+
+def test_corrupt_scans_and_float_tiffs_have_their_own_headings(tmp_path,
+                                                               capsys):
+    from test_imagefiles import CORRUPT
+    (tmp_path / 'damaged.jpg').write_bytes(CORRUPT['a chunk deleted'])
+    cv2.imwrite(str(tmp_path / 'float.tiff'),
+                np.full((40, 40), 0.5, np.float32))
+    cv2.imwrite(str(tmp_path / 'fine.jpg'), np.full((40, 40, 3), 90, np.uint8))
+    (tmp_path / 'list.txt').write_text('damaged.jpg 0\nfloat.tiff 1\n'
+                                       'fine.jpg 1\n')
+    for loader in ('opencv', 'pil'):
+        assert check_data.main([str(tmp_path / 'list.txt'), '--loader',
+                                loader, '--replacementpath=']) == 1
+        out = capsys.readouterr().out
+        assert 'Checked 3 images in 1 list(s): 2 problem(s).' in out
+        assert 'corrupt JPEG data (a damaged picture) (1):' in out
+        assert 'list.txt line 1:' in out and 'damaged.jpg' in out
+        assert 'unsupported samples (float or 32-bit) (1):' in out
+        assert 'list.txt line 2:' in out and 'line 3:' not in out
+
+
+def test_missing_images_are_said_to_refuse_a_run_and_where_they_are(
+        tmp_path, capsys):
+    images = tmp_path / 'dataset' / 'jpg'
+    images.mkdir(parents=True)
+    cv2.imwrite(str(images / 'a.jpg'), np.full((40, 40, 3), 90, np.uint8))
+    (tmp_path / 'list.txt').write_text('jpg/a.jpg 0\n')
+    assert check_data.main([str(tmp_path / 'list.txt'), '--replacementpath',
+                            str(tmp_path / 'dataset')]) == 1
+    out = capsys.readouterr().out
+    assert 'Checked 1 images in 1 list(s): 1 problem(s).' in out
+    assert 'refuses to start while any listed image is missing' in out
+    assert ('the images are in %s: set replacementpath to it' % images) in out

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from datagenerator import (IMAGENET_MEAN_BGR, ImageDataGenerator, ImageError,
-                           ListFileError, load_image, read_list)
+                           ListFileError, read_list)
+from imagefiles import load_image
 
 
 def write(path, text):
@@ -129,7 +130,7 @@ def test_unreadable_images_name_the_file(tmp_path, loader):
 def test_strict_generator_stops_naming_list_and_line(tmp_path):
     make_images(tmp_path, 1)
     path = write(tmp_path / 'list.txt', 'img 0.jpg 0\nmissing.jpg 1\n')
-    generator = ImageDataGenerator(path, nb_classes=2, strict=True)
+    generator = ImageDataGenerator(path, num_classes=2, strict=True)
     with pytest.raises(ImageError) as error:
         generator.next_batch(2)
     assert 'missing.jpg' in str(error.value) and 'line 2' in str(error.value)
@@ -141,7 +142,7 @@ def test_bad_images_are_skipped_once_warned_and_counted(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / 'dot.png'), np.zeros((1, 1, 3), np.uint8))
     path = write(tmp_path / 'list.txt', 'img 0.jpg 0\nbroken.jpg 1\n'
                  'img 1.jpg 1\ndot.png 2\nmissing.jpg 0\nimg 2.jpg 2\n')
-    generator = ImageDataGenerator(path, nb_classes=3, seed=0)
+    generator = ImageDataGenerator(path, num_classes=3, seed=0)
     images, labels = generator.next_batch(6)
     assert len(images) == 3  # no placeholder for the three bad ones
     assert list(labels.argmax(axis=1)) == [0, 1, 2]
@@ -181,7 +182,7 @@ def image_list(tmp_path):
 
 def test_batches_cover_every_image_once_with_a_smaller_last_batch(image_list):
     generator = ImageDataGenerator(image_list, horizontal_flip=True,
-                                   shuffle=True, nb_classes=3, seed=0)
+                                   shuffle=True, num_classes=3, seed=0)
     assert generator.data_size == 10
     sizes, labels = [], []
     for images, one_hot in generator.batches(4):
@@ -195,7 +196,7 @@ def test_batches_cover_every_image_once_with_a_smaller_last_batch(image_list):
 
 
 def test_evaluation_batch_is_the_centre_crop_minus_the_mean(image_list):
-    generator = ImageDataGenerator(image_list, nb_classes=3)
+    generator = ImageDataGenerator(image_list, num_classes=3)
     images, labels = generator.next_batch(3)
     for i in range(3):
         expected = load_image(generator.images[i]).astype(np.float32)
@@ -206,7 +207,7 @@ def test_evaluation_batch_is_the_centre_crop_minus_the_mean(image_list):
 
 def test_training_crops_and_flips_come_from_the_resized_image(image_list):
     generator = ImageDataGenerator(image_list, horizontal_flip=True,
-                                   shuffle=True, nb_classes=3, seed=5)
+                                   shuffle=True, num_classes=3, seed=5)
     images, _ = generator.next_batch(10)
     flips = 0
     for i in range(10):
@@ -224,7 +225,7 @@ def test_training_crops_and_flips_come_from_the_resized_image(image_list):
 def test_without_a_mean_batches_are_the_same_pixels_as_uint8(image_list):
     """mean=None (what training uses): the same crops and flips, as uint8
     pixels, a quarter of the bytes; the graph subtracts the mean."""
-    settings = dict(horizontal_flip=True, shuffle=True, nb_classes=3, seed=3)
+    settings = dict(horizontal_flip=True, shuffle=True, num_classes=3, seed=3)
     centred, labels = ImageDataGenerator(image_list, **settings).next_batch(6)
     pixels, same_labels = ImageDataGenerator(image_list, mean=None,
                                              **settings).next_batch(6)
@@ -236,7 +237,7 @@ def test_without_a_mean_batches_are_the_same_pixels_as_uint8(image_list):
 def test_seed_makes_epochs_reproducible_and_reset_reshuffles(image_list):
     def epoch_batches(seed, workers):
         generator = ImageDataGenerator(image_list, horizontal_flip=True,
-                                       shuffle=True, nb_classes=3, seed=seed,
+                                       shuffle=True, num_classes=3, seed=seed,
                                        workers=workers)
         first = list(generator.order)
         a = np.concatenate([b[0] for b in generator.batches(3)])
@@ -253,8 +254,8 @@ def test_seed_makes_epochs_reproducible_and_reset_reshuffles(image_list):
 @pytest.mark.parametrize('loader', ['opencv', 'pil'])
 def test_both_loaders_give_the_same_batch(image_list, loader):
     other = {'opencv': 'pil', 'pil': 'opencv'}[loader]
-    a, _ = ImageDataGenerator(image_list, nb_classes=3, loader=loader).next_batch(10)
-    b, _ = ImageDataGenerator(image_list, nb_classes=3, loader=other).next_batch(10)
+    a, _ = ImageDataGenerator(image_list, num_classes=3, loader=loader).next_batch(10)
+    b, _ = ImageDataGenerator(image_list, num_classes=3, loader=other).next_batch(10)
     assert np.abs(a - b).mean() < 2.0
 
 
@@ -308,3 +309,47 @@ def test_huge_images_are_refused_before_decoding(tmp_path, loader):
                      chunk(b'IEND', b''))
     with pytest.raises(ImageError, match='bomb.png is too large'):
         load_image(str(path), loader)
+
+
+# ---- resuming inside an epoch -------------------------------------------------
+
+def test_an_epoch_resumed_at_a_position_gives_the_rest_of_that_epoch(
+        image_list):
+    """A run stopped after 1 step of 4 images continues with the batches
+    the uninterrupted run would have made, crops and mirrors included."""
+    settings = dict(horizontal_flip=True, shuffle=True, num_classes=3, seed=9)
+    whole = ImageDataGenerator(image_list, **settings)
+    whole.reset_pointer(epoch=3)
+    expected = list(whole.batches(4))
+    resumed = ImageDataGenerator(image_list, **settings)
+    resumed.reset_pointer(epoch=3, position=4)
+    rest = list(resumed.batches(4))
+    assert len(rest) == len(expected) - 1
+    for (images, labels), (same_images, same_labels) in zip(rest, expected[1:]):
+        np.testing.assert_array_equal(images, same_images)
+        np.testing.assert_array_equal(labels, same_labels)
+    resumed.reset_pointer()  # the next epoch starts at its beginning
+    assert resumed.epoch == 4 and resumed.pointer == 0
+
+
+@pytest.mark.parametrize('position', [-1, 11])
+def test_a_position_outside_the_epoch_is_refused(image_list, position):
+    generator = ImageDataGenerator(image_list, num_classes=3)
+    with pytest.raises(ValueError, match='position'):
+        generator.reset_pointer(epoch=0, position=position)
+
+
+def test_index_batches_cut_the_epoch_as_batches_do(image_list):
+    settings = dict(shuffle=True, num_classes=3, seed=2)
+    indices = ImageDataGenerator(image_list, **settings)
+    indices.reset_pointer(epoch=1, position=2)
+    images = ImageDataGenerator(image_list, **settings)
+    images.reset_pointer(epoch=1, position=2)
+    cuts = list(indices.index_batches(3))
+    assert [len(cut) for cut in cuts] == [3, 3, 2]
+    for cut, (_, labels) in zip(cuts, images.batches(3)):
+        np.testing.assert_array_equal(indices.one_hot(cut), labels)
+    assert indices.pointer == images.pointer == 10
+    indices.reset_pointer()
+    with pytest.raises(ValueError, match='batch_size'):
+        next(indices.index_batches(0))

@@ -1,13 +1,16 @@
 """The feature cache: when it applies, and that training on cached features
 is training on the images."""
+import collections
+
 import numpy as np
 import pytest
 
 import datagenerator
-import training
-from alexnet import tf
-from datagenerator import ImageDataGenerator, load_image
+from alexnet import AlexNet, tf
+from datagenerator import IMAGENET_MEAN_BGR, ImageDataGenerator
 from featurecache import FeatureCache, decide, open_feature_caches
+from imagefiles import load_image
+from sgd import caffe_sgd
 from test_datagenerator import make_images, write
 
 
@@ -57,13 +60,38 @@ def image_list(tmp_path):
         '%s %d\n' % (name, i % NUM_CLASSES) for i, name in enumerate(names)))
 
 
+RunConfig = collections.namedtuple('RunConfig',
+                                   'train_layers dropout_rate batch_size')
+
+
+class Graph(object):
+    """The training graph of finetune.py, on a fresh tf.Graph: `pixels`
+    (uint8, fed by generators with mean=None), `x` (float32 minus the
+    mean), `y`, `keep_prob`, `dropout_seed`, `learning_rate`, `model`,
+    `loss`, `train_op`, `init`."""
+
+    def __init__(self, train_layers):
+        tf.reset_default_graph()
+        tf.set_random_seed(1)
+        self.pixels = tf.placeholder(tf.uint8, [None, 227, 227, 3])
+        self.x = tf.subtract(tf.cast(self.pixels, tf.float32),
+                             IMAGENET_MEAN_BGR)
+        self.y = tf.placeholder(tf.float32, [None, NUM_CLASSES])
+        self.keep_prob = tf.placeholder_with_default(1.0, [])
+        self.learning_rate = tf.placeholder(tf.float32, [])
+        self.dropout_seed = tf.placeholder_with_default(
+            tf.constant([1, 0], tf.int64), [2])
+        self.model = AlexNet(self.x, self.keep_prob, NUM_CLASSES, [],
+                             'absent.npy', dropout_seed=self.dropout_seed)
+        self.loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(
+            labels=self.y, logits=self.model.fc8))
+        self.train_op = caffe_sgd(self.loss, self.model, train_layers,
+                                  self.learning_rate)
+        self.init = tf.global_variables_initializer()
+
+
 def graph_for(train_layers, dropout_rate=0.5):
-    config = training.Config(
-        seed=1, num_classes=NUM_CLASSES, scratch=True, skip_layer=[],
-        weights_path='absent.npy', train_layers=train_layers,
-        weight_decay=0.0005, momentum=0.9, dropout_rate=dropout_rate,
-        batch_size=4)
-    return training.build_graph(config), config
+    return Graph(train_layers), RunConfig(train_layers, dropout_rate, 4)
 
 
 def loss_and_gradients(graph, train_layers):
@@ -79,7 +107,7 @@ def loss_and_gradients(graph, train_layers):
 def test_features_fed_give_the_loss_and_gradients_of_images_fed(
         image_list, train_layers, dropout_rate):
     graph, config = graph_for(train_layers, dropout_rate)
-    data = ImageDataGenerator(image_list, shuffle=True, nb_classes=NUM_CLASSES,
+    data = ImageDataGenerator(image_list, shuffle=True, num_classes=NUM_CLASSES,
                               seed=2)
     layer = decide(train_layers, False, dropout_rate).layer
     fetches = loss_and_gradients(graph, train_layers)
@@ -111,7 +139,7 @@ def test_features_are_computed_once_for_every_epoch(image_list, monkeypatch):
         return load_image(path, *args)
     monkeypatch.setattr(datagenerator, 'load_image', counted)
     graph, config = graph_for(['fc8'])
-    data = ImageDataGenerator(image_list, shuffle=True, nb_classes=NUM_CLASSES,
+    data = ImageDataGenerator(image_list, shuffle=True, num_classes=NUM_CLASSES,
                               seed=2, cache=None)
     with tf.Session() as sess:
         sess.run(graph.init)
@@ -139,7 +167,7 @@ def test_unreadable_images_are_left_out_as_in_the_image_batches(tmp_path):
         ['%s 0\n' % n for n in names[:2]] + ['missing.jpg 1\n',
                                              '%s 2\n' % names[2]]))
     graph, config = graph_for(['fc8'])
-    data = ImageDataGenerator(path, nb_classes=NUM_CLASSES)
+    data = ImageDataGenerator(path, num_classes=NUM_CLASSES)
     with tf.Session() as sess:
         sess.run(graph.init)
         features = FeatureCache(graph.model, 'fc6').compute(sess, data, 4)
@@ -154,7 +182,7 @@ def test_batches_of_the_wrong_dtype_are_refused(image_list):
     """Float32 images minus the mean fed to the uint8 pixels would wrap
     around silently: the cache refuses them and names the fix."""
     graph, config = graph_for(['fc7', 'fc8'])
-    centred = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES)
+    centred = ImageDataGenerator(image_list, num_classes=NUM_CLASSES)
     with tf.Session() as sess:
         sess.run(graph.init)
         with pytest.raises(TypeError, match='mean=None'):
@@ -164,18 +192,19 @@ def test_batches_of_the_wrong_dtype_are_refused(image_list):
 
 def test_a_run_says_whether_it_uses_the_cache_and_why(image_list, capsys):
     graph, config = graph_for(['fc7', 'fc8'])
-    train = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES, mean=None)
-    val = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES, mean=None)
+    train = ImageDataGenerator(image_list, num_classes=NUM_CLASSES, mean=None)
+    val = ImageDataGenerator(image_list, num_classes=NUM_CLASSES, mean=None)
     with tf.Session() as sess:
         sess.run(graph.init)
-        caches = open_feature_caches(sess, graph, train, val, config)
+        caches = open_feature_caches(sess, graph.model, graph.pixels, train,
+                                     val, config)
         assert caches[0].layer == 'fc6' and caches[1].images_computed == 6
         out = capsys.readouterr().out
         assert 'Feature cache on' in out and 'fc6' in out
-        augmented = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES,
+        augmented = ImageDataGenerator(image_list, num_classes=NUM_CLASSES,
                                        horizontal_flip=True)
-        assert open_feature_caches(sess, graph, augmented, val,
-                                   config) == (None, None)
+        assert open_feature_caches(sess, graph.model, graph.pixels,
+                                   augmented, val, config) == (None, None)
         assert 'Feature cache off' in capsys.readouterr().out
 
 
@@ -183,7 +212,7 @@ def test_caching_fc7_would_freeze_the_dropout_in_front_of_it(image_list):
     """Why fc8-only training with dropout caches fc6, not fc7: fc7's output
     depends on the dropout mask of fc6, new every step."""
     graph, config = graph_for(['fc8'], dropout_rate=0.5)
-    data = ImageDataGenerator(image_list, nb_classes=NUM_CLASSES)
+    data = ImageDataGenerator(image_list, num_classes=NUM_CLASSES)
     fetches = loss_and_gradients(graph, ['fc8'])
     with tf.Session() as sess:
         sess.run(graph.init)
@@ -195,3 +224,21 @@ def test_caching_fc7_would_freeze_the_dropout_in_front_of_it(image_list):
         from_fc7 = sess.run(fetches, {**common, fc7.tensor: fc7.features})
     assert abs(from_images[0] - from_fc7[0]) > 1e-3 * abs(from_images[0])
     assert np.abs(from_images[1]).max() > 0  # gradients that mean something
+
+
+def test_runs_that_train_the_convolutions_hear_nothing_of_the_cache(
+        image_list, capsys):
+    """Only a run that asked for fc-only training (train_layers within
+    fc6..fc8) is told whether the cache is on; the decision needs neither
+    a session nor a graph when it is off."""
+    data = ImageDataGenerator(image_list, num_classes=NUM_CLASSES, mean=None)
+    config = RunConfig(['conv5', 'fc6', 'fc7', 'fc8'], 0.5, 4)
+    assert open_feature_caches(None, None, None, data, data,
+                               config) == (None, None)
+    assert capsys.readouterr().out == ''
+    augmented = ImageDataGenerator(image_list, num_classes=NUM_CLASSES,
+                                   horizontal_flip=True)
+    assert open_feature_caches(None, None, None, augmented, data,
+                               RunConfig(['fc8'], 0.5, 4)) == (None, None)
+    assert 'Feature cache off' in capsys.readouterr().out
+

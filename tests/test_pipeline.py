@@ -10,8 +10,10 @@ import pytest
 from PIL.JpegImagePlugin import JpegImageFile
 
 import datagenerator
-from datagenerator import (ImageDataGenerator, ImageError, cache_mode,
-                           default_workers, load_image, prefetched, reduction)
+from datagenerator import (ImageDataGenerator, ImageError, default_workers,
+                           prefetched)
+from imagecache import cache_mode
+from imagefiles import load_image, reduction
 from test_datagenerator import make_images, write
 
 
@@ -42,13 +44,13 @@ def test_default_workers_follow_the_cores():
 
 def test_workers_must_be_positive(image_list):
     with pytest.raises(ValueError, match='workers'):
-        ImageDataGenerator(image_list, nb_classes=3, workers=0)
+        ImageDataGenerator(image_list, num_classes=3, workers=0)
 
 
 def epoch_images(image_list, workers, prefetch, cache, epochs=2):
     """Every batch of `epochs` seeded training epochs, concatenated."""
     generator = ImageDataGenerator(image_list, horizontal_flip=True,
-                                   shuffle=True, nb_classes=3, seed=11,
+                                   shuffle=True, num_classes=3, seed=11,
                                    workers=workers, cache=cache)
     result = []
     for _ in range(epochs):
@@ -77,7 +79,7 @@ def test_an_unreadable_image_in_strict_mode_reaches_the_loop_by_name(tmp_path):
     lines = ['%s 0\n' % name for name in names]
     lines.insert(4, 'broken.jpg 1\n')  # in the second batch of 2
     generator = ImageDataGenerator(write(tmp_path / 'list.txt', ''.join(lines)),
-                                   nb_classes=2, strict=True, workers=2)
+                                   num_classes=2, strict=True, workers=2)
     outcome = {}
 
     def consume():
@@ -217,7 +219,10 @@ def test_real_photos_decode_at_half_size_by_default(flowers, decoding_spies):
         assert difference < 3.0, (loader, difference)
     reduced_flags = decoding_spies['flags'][::2]  # reduced, then full
     assert reduced_flags == [cv2.IMREAD_REDUCED_COLOR_2] * len(files)
-    assert len(decoding_spies['drafts']) == len(files)
+    # Pillow's 1/8 drafts (about 62x83) are the OpenCV loader's check of
+    # the compressed data (jpegscan.py); the Pillow loader's own are 1/2.
+    halves = [size for size in decoding_spies['drafts'] if min(size) >= 200]
+    assert len(halves) == len(files)
 
 
 def test_reduced_decoding_of_real_photos_enlarged_2x(flowers, tmp_path):
@@ -261,7 +266,7 @@ def test_cached_epochs_decode_nothing_but_crop_anew(image_list, cache,
                                                     monkeypatch):
     decodes = count_decodes(monkeypatch)
     generator = ImageDataGenerator(image_list, horizontal_flip=True,
-                                   shuffle=True, nb_classes=3, seed=3,
+                                   shuffle=True, num_classes=3, seed=3,
                                    cache=cache)
     first = np.concatenate([b[0] for b in generator.batches(4, prefetch=2)])
     generator.reset_pointer()
@@ -275,7 +280,7 @@ def test_cached_epochs_decode_nothing_but_crop_anew(image_list, cache,
 
 def test_no_cache_decodes_every_epoch(image_list, monkeypatch):
     decodes = count_decodes(monkeypatch)
-    generator = ImageDataGenerator(image_list, nb_classes=3, cache=None)
+    generator = ImageDataGenerator(image_list, num_classes=3, cache=None)
     for _ in range(2):
         list(generator.batches(4))
         generator.reset_pointer()
@@ -283,15 +288,15 @@ def test_no_cache_decodes_every_epoch(image_list, monkeypatch):
 
 
 def test_auto_cache_goes_to_disk_over_the_budget(image_list):
-    small = ImageDataGenerator(image_list, nb_classes=3)
+    small = ImageDataGenerator(image_list, num_classes=3)
     assert small.cache.mode == 'memory'
     assert 'in memory' in small.cache_description()
     assert '2 MB' in small.cache_description()  # 10 x 196,608 bytes
-    tight = ImageDataGenerator(image_list, nb_classes=3,
+    tight = ImageDataGenerator(image_list, num_classes=3,
                                cache_budget=1000000)
     assert tight.cache.mode == 'disk'
     assert 'memory-mapped' in tight.cache_description()
-    off = ImageDataGenerator(image_list, nb_classes=3, cache=None)
+    off = ImageDataGenerator(image_list, num_classes=3, cache=None)
     assert 'off' in off.cache_description()
 
 
@@ -299,7 +304,7 @@ def test_unreadable_images_are_not_cached_nor_warned_twice(tmp_path, capsys):
     names = make_images(tmp_path, 3)
     path = write(tmp_path / 'list.txt', ''.join(
         ['%s 0\n' % name for name in names] + ['missing.jpg 1\n']))
-    generator = ImageDataGenerator(path, nb_classes=2, cache='memory')
+    generator = ImageDataGenerator(path, num_classes=2, cache='memory')
     assert len(generator.next_batch(4)[0]) == 3
     generator.reset_pointer()
     assert len(generator.next_batch(4)[0]) == 3

@@ -22,7 +22,10 @@ def script_globals(**overrides):
     """A config block as finetune.py defines it."""
     values = dict(__file__=FINETUNE, __doc__='Fine-tune.', train_file='t.txt',
                   num_epochs=30, learning_rate=0.001, train_layers=['fc7', 'fc8'],
-                  seed=1, replacementpath='data', LOADER='opencv')
+                  seed=1, replacementpath='data', LOADER='opencv',
+                  momentum=0.9, weight_decay=0.0005, skip_layer=['fc8'],
+                  checkpoint_path='runs/{mode}/checkpoints',
+                  filewriter_path='')
     values.update(overrides)
     return values
 
@@ -54,7 +57,7 @@ def test_flags_override_the_config_block_in_both_spellings():
     (['--learning_rate', '0'], 'learning_rate must be positive'),
     (['--momentum', '-0.5'], 'momentum must be in [0, 1)'),
     (['--momentum', '1.5'], 'momentum must be in [0, 1)'),
-    (['--weight_decay', '-1e-4'], 'weight_decay must be in [0'),
+    (['--weight_decay=-1e-4'], 'weight_decay must be in [0'),
     (['--weight_decay', 'nan'], 'weight_decay must be a finite number'),
     (['--seed', '-1'], 'seed must be between 0 and 2147483647'),
     (['--seed', '99999999999'], 'seed must be between 0 and 2147483647'),
@@ -264,3 +267,20 @@ def test_a_mismatched_weights_file_stops_before_training(demo_lists, tmp_path):
     assert not (tmp_path / 'ck').exists()
 
 
+
+
+def test_the_refusal_says_where_the_images_are(tmp_path):
+    """replacementpath set to the dataset folder instead of its jpg/."""
+    (tmp_path / 'oxford102' / 'jpg').mkdir(parents=True)
+    (tmp_path / 'oxford102' / 'jpg' / 'image_00001.jpg').write_bytes(b'x')
+    listed = tmp_path / 'list.txt'
+    listed.write_text('jpg/image_00001.jpg 0\n')
+    config = settings.Config(train_file=str(listed), val_file=str(listed),
+                             num_classes=102,
+                             replacementpath=str(tmp_path / 'oxford102'))
+    with pytest.raises(settings.InputError) as error:
+        settings.check_inputs(config)
+    message = str(error.value)
+    assert 'Refused to start' in message
+    assert str(tmp_path / 'oxford102' / 'jpg') in message
+    assert 'set replacementpath' in message
