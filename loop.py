@@ -16,8 +16,10 @@ from datagenerator import ImageError, check_dtype
 
 #: A loss this many times ln(num_classes), the loss of a net that guesses,
 #: means the run has diverged: the right class gets a probability below
-#: exp(-20 ln C) = C**-20. It never recovers from there.
-DIVERGED_LOSS_FACTOR = 20.0
+#: C**-50 (231 for 102 classes; a diverging run passes it within an epoch
+#: and goes on to 1e4 and beyond). A run on a tiny set at a high rate may
+#: wander to 10 ln C and come back: that is left alone.
+DIVERGED_LOSS_FACTOR = 50.0
 
 
 class DivergedError(FloatingPointError):
