@@ -21,12 +21,13 @@ accuracy is shown next to the ensemble's.
 """
 import argparse
 import csv
+import os
 import sys
 
 import numpy as np
 
 import inference
-from datagenerator import LOADERS, ImageError, ListFileError
+from datagenerator import LOADERS
 
 
 def parse_args(argv=None):
@@ -45,7 +46,8 @@ def parse_args(argv=None):
                              % inference.DEFAULT_IMAGES)
     parser.add_argument('--loader', choices=LOADERS, default='opencv',
                         help='the library that decodes the images')
-    parser.add_argument('--batch_size', type=int, default=64,
+    parser.add_argument('--batch_size', type=inference.positive_int,
+                        default=64,
                         help='views per forward pass (default: 64)')
     parser.add_argument('--ten_crop', action='store_true',
                         help="average over Caffe's ten views (4 corners and "
@@ -59,7 +61,12 @@ def parse_args(argv=None):
     parser.add_argument('--save_logits', metavar='FILE.npz',
                         help='save the softmax outputs (ensemble and members) '
                              'and the labels')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag in ('confusion_csv', 'save_logits'):
+        folder = os.path.dirname(getattr(args, flag) or '') or '.'
+        if not os.path.isdir(folder):  # say so now, not after evaluating
+            parser.error('--%s: the folder %s does not exist' % (flag, folder))
+    return args
 
 
 # ---------------------------------------------------------------------------
@@ -153,31 +160,45 @@ def write_confusion_csv(confusion, names, path):
 
 def open_models(sources):
     """A Model per checkpoint; all must have the same number of classes."""
-    models = [inference.Model.from_checkpoint(source) for source in sources]
-    counts = sorted(set(model.num_classes for model in models))
-    if len(counts) > 1:
-        raise inference.CheckpointError(
-            'the checkpoints have different numbers of classes (%s): an '
-            'ensemble needs models of the same classes'
-            % ', '.join(map(str, counts)))
+    models = []
+    try:
+        for source in sources:
+            models.append(inference.Model.from_checkpoint(source))
+        counts = sorted(set(model.num_classes for model in models))
+        if len(counts) > 1:
+            raise inference.CheckpointError(
+                'the checkpoints have different numbers of classes (%s): an '
+                'ensemble needs models of the same classes'
+                % ', '.join(map(str, counts)))
+    except Exception:
+        close_all(models)
+        raise
     return models
 
 
-def evaluate(args):
-    models = open_models(args.checkpoints)
-    num_classes = models[0].num_classes
-    replacementpath = inference.images_folder(args.replacementpath,
-                                              args.checkpoints[0])
-    paths, labels = inference.read_image_list(args.list, replacementpath,
-                                              num_classes)
-    print('Evaluating on the %d images of %s (%s), %d classes: chance is '
-          '%.2f%% top-1.' % (len(paths), args.list,
-                             'ten views' if args.ten_crop else 'centre crop',
-                             num_classes, 100.0 / num_classes))
-    members = inference.predict_list(models, paths, args.loader,
-                                     args.batch_size, args.ten_crop)
+def close_all(models):
     for model in models:
         model.close()
+
+
+def evaluate(args):
+    # The files first (a second), then the models (seconds each).
+    replacementpath = inference.images_folder(args.replacementpath,
+                                              args.checkpoints[0])
+    paths, labels = inference.read_image_list(args.list, replacementpath)
+    models = open_models(args.checkpoints)
+    num_classes = models[0].num_classes
+    try:
+        inference.check_labels(args.list, labels, num_classes)
+        names = inference.read_class_names(args.class_names, num_classes)
+        print('Evaluating on the %d images of %s (%s), %d classes: chance is '
+              '%.2f%% top-1.' % (len(paths), args.list, 'ten views' if
+                                 args.ten_crop else 'centre crop',
+                                 num_classes, 100.0 / num_classes))
+        members = inference.predict_list(models, paths, args.loader,
+                                         args.batch_size, args.ten_crop)
+    finally:
+        close_all(models)
     ensemble = np.mean(members, axis=0)  # average the softmax outputs
 
     rows = [(model.source, measures(out, labels))
@@ -187,7 +208,6 @@ def evaluate(args):
                      measures(ensemble, labels)))
     print_table(rows)
     confusion = rows[-1][1]['confusion']
-    names = inference.read_class_names(args.class_names, num_classes)
     print_confusions(confusion, names)
     if args.confusion_csv:
         write_confusion_csv(confusion, names, args.confusion_csv)
@@ -204,7 +224,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         evaluate(args)
-    except (inference.CheckpointError, ListFileError, ImageError) as error:
+    except inference.INPUT_ERRORS as error:
+        sys.exit('evaluate.py: %s' % error)
+    except OSError as error:  # writing --confusion_csv or --save_logits
         sys.exit('evaluate.py: %s' % error)
 
 

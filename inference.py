@@ -4,28 +4,39 @@ The pieces that evaluate.py, predict.py, tools/extract_features.py and
 tools/export_model.py share, in the order a script uses them:
 
     find_checkpoint()   a run folder or a checkpoint -> a checkpoint prefix
+                        (from run_folder.py)
     Model               AlexNet for inference in a graph and session of its
                         own, from a checkpoint, an export or ImageNet weights
     read_image_list()   a list file -> image paths and labels (all present?)
     image_views()       the centre crop, or Caffe's ten views, of an image
-    predict_list()      class probabilities (or features) for every image
-    read_class_names()  the names of the classes
+    iter_outputs()      class probabilities (or features), chunk by chunk
+    predict_list()      the same for every image at once
+    read_class_names()  the names of the classes (from model_files.py)
 
 The images go through exactly the evaluation preprocessing of training
 (datagenerator.load_image: resize to 256x256; centre 227x227 crop; BGR minus
 IMAGENET_MEAN_BGR), so a checkpoint scores here what it scored in validation.
 """
-import json
+import argparse
 import os
+import re
 import sys
 import time
+from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from alexnet import AlexNet, LAYERS, tf
-from datagenerator import (IMAGENET_MEAN_BGR, ListFileError, load_image,
-                           missing_images, prefetched, read_list)
+from datagenerator import (IMAGENET_MEAN_BGR, ImageError, ListFileError,
+                           load_image, missing_images, prefetched, read_list)
+from model_files import (EXPORT_GRAPH, EXPORT_INFO,  # noqa: F401
+                         ClassNamesError, ModelError, load_export,
+                         read_checkpoint_layers, read_class_names, reason)
+from run_folder import (CheckpointError, RunFolderError,  # noqa: F401
+                        best_checkpoint, find_checkpoint, latest_checkpoint,
+                        run_config)
+from weights import WeightsFileError
 
 #: The side of the square crop the net sees.
 CROP = 227
@@ -45,83 +56,6 @@ OUTPUT_NAME = 'probabilities'
 #: The names of the 102 flowers, beside this file.
 CLASS_NAMES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 'class_names.txt')
-
-#: The files of an export made by tools/export_model.py.
-EXPORT_GRAPH = 'frozen_graph.pb'
-EXPORT_INFO = 'model.json'
-
-
-class CheckpointError(ValueError):
-    """A path that holds no usable checkpoint; the message says why."""
-
-
-# ---------------------------------------------------------------------------
-# Finding what to restore
-# ---------------------------------------------------------------------------
-
-
-def find_checkpoint(path):
-    """The checkpoint prefix that `path` stands for.
-
-    A TensorFlow checkpoint is several files that share a prefix
-    (`best.index`, `best.data-00000-of-00001`); the prefix is what Saver
-    restores. `path` may be
-      - a run folder (a checkpoint_path of finetune.py): its best
-        checkpoint `best`, or the newest `epoch-N` if there is no best;
-      - a prefix, such as runs/finetune/checkpoints/epoch-10;
-      - one of the checkpoint's files (what tab completion gives).
-    """
-    if os.path.isdir(path):
-        best = os.path.join(path, 'best')
-        if os.path.exists(best + '.index'):
-            return best
-        newest = tf.train.latest_checkpoint(path)  # read from `checkpoint`
-        if newest:
-            return newest
-        raise CheckpointError(
-            'no checkpoint in the folder %s: a run folder holds best.index '
-            'and epoch-N.index files, written by finetune.py' % path)
-    for suffix in ('.index', '.meta', '.data-'):
-        if suffix in os.path.basename(path):
-            path = path[:path.rindex(suffix)]
-    if os.path.exists(path + '.index'):
-        return path
-    raise CheckpointError(
-        '%s is neither a run folder nor a checkpoint; give the run folder '
-        '(e.g. runs/finetune/checkpoints) or a checkpoint prefix (e.g. '
-        'runs/finetune/checkpoints/epoch-10, without .index)' % path)
-
-
-def run_config(checkpoint):
-    """The config.json of the run a checkpoint belongs to ({} if none)."""
-    path = os.path.join(os.path.dirname(find_checkpoint(checkpoint)),
-                        'config.json')
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def images_folder(replacementpath, checkpoint=None):
-    """The replacementpath to use: the one given; else the one the run was
-    trained with (its config.json); else finetune.py's default."""
-    if replacementpath is not None:
-        return replacementpath
-    if checkpoint is not None:
-        config = run_config(checkpoint)
-        if 'replacementpath' in config:
-            return config['replacementpath']
-    return DEFAULT_IMAGES
-
-
-def checkpoint_num_classes(prefix):
-    """How many classes the fc8 layer of a checkpoint has."""
-    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    if 'fc8/biases' not in shapes:
-        raise CheckpointError('%s holds no AlexNet (no fc8/biases variable)'
-                              % prefix)
-    return shapes['fc8/biases'][0]
-
 
 # ---------------------------------------------------------------------------
 # The model
@@ -158,19 +92,21 @@ class Model(object):
     def from_checkpoint(cls, path):
         """Restore a run folder or checkpoint written by finetune.py.
 
-        A training checkpoint also holds what only training needs: the
-        momentum of every weight, the epoch counter, the learning-rate
-        multipliers. The Saver here is made in a fresh graph that holds
-        only AlexNet's 16 variables (conv1/weights ... fc8/biases), so it
-        restores those and ignores the rest.
+        The 16 variables of AlexNet (conv1/weights ... fc8/biases) are read
+        from the checkpoint (read_checkpoint_layers: every damaged file is
+        a CheckpointError naming it) and fed into a fresh graph.
         """
         prefix = find_checkpoint(path)
+        layers = read_checkpoint_layers(prefix)
         graph = tf.Graph()
         with graph.as_default():
-            images, outputs = _build_alexnet(checkpoint_num_classes(prefix))
-            saver = tf.train.Saver(var_list=tf.global_variables())
+            images, outputs = _build_alexnet(len(layers['fc8']['biases']))
+            variables = {v.op.name: v for v in tf.global_variables()}
         model = cls(graph, images, outputs, prefix)
-        saver.restore(model.session, prefix)
+        for layer, parts in layers.items():
+            for kind, value in parts.items():
+                # Fed, not added to the graph as a 228 MB constant.
+                variables['%s/%s' % (layer, kind)].load(value, model.session)
         return model
 
     @classmethod
@@ -193,26 +129,27 @@ class Model(object):
 
     @classmethod
     def from_export(cls, folder):
-        """Load the frozen graph that tools/export_model.py wrote."""
-        with open(os.path.join(folder, EXPORT_INFO)) as f:
-            info = json.load(f)
-        graph_def = tf.GraphDef()
-        with open(os.path.join(folder, EXPORT_GRAPH), 'rb') as f:
-            graph_def.ParseFromString(f.read())
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.import_graph_def(graph_def, name='')  # keep the names as saved
-        images = graph.get_tensor_by_name(info['input'])
-        outputs = {OUTPUT_NAME: graph.get_tensor_by_name(info['output'])}
-        return cls(graph, images, outputs, folder, info.get('class_names'),
-                   frozen_graph_session_config())
+        """Load the frozen graph that tools/export_model.py wrote; raises
+        ModelError, naming the file, if the export is incomplete or
+        damaged."""
+        graph, images, probabilities, info = load_export(folder)
+        return cls(graph, images, {OUTPUT_NAME: probabilities}, folder,
+                   info.get('class_names'), frozen_graph_session_config())
 
     def run(self, batch, layer=OUTPUT_NAME):
         """The output `layer` for a batch of preprocessed images."""
         if layer not in self.outputs:
             raise ValueError('%s gives only %s, not %r'
                              % (self.source, sorted(self.outputs), layer))
-        return self.session.run(self.outputs[layer], {self.images: batch})
+        try:
+            return self.session.run(self.outputs[layer], {self.images: batch})
+        except tf.errors.ResourceExhaustedError:
+            raise ModelError('out of memory running %s on %d images at once: '
+                             'use a smaller --batch_size'
+                             % (self.source, len(batch)))
+        except tf.errors.OpError as error:
+            raise ModelError('%s fails to run (%s): is it damaged?'
+                             % (self.source, reason(error)))
 
     def close(self):
         self.session.close()
@@ -259,16 +196,41 @@ def _build_alexnet(num_classes, skip_layer=LAYERS, weights_path='DEFAULT',
 # ---------------------------------------------------------------------------
 
 
+def images_folder(replacementpath, checkpoint=None):
+    """The replacementpath to use: the one given; else the one the run was
+    trained with (its config.json); else finetune.py's default."""
+    if replacementpath is not None:
+        return replacementpath
+    if checkpoint is None:
+        return DEFAULT_IMAGES
+    try:
+        config = run_config(checkpoint)
+    except CheckpointError:
+        raise
+    except RunFolderError as error:  # a damaged config.json
+        raise RunFolderError('%s\n(It is read for the folder of the images '
+                             'only: give that with --replacementpath.)'
+                             % error)
+    folder = config.get('replacementpath', DEFAULT_IMAGES)
+    if not isinstance(folder, str):
+        raise RunFolderError(
+            'the replacementpath in the config.json of %s is %r, not a folder '
+            'name; give the folder of the images with --replacementpath'
+            % (checkpoint, folder))
+    return folder
+
+
 def read_image_list(list_file, replacementpath, num_classes=None):
-    """(paths, labels) of a list file, after checking that the labels fit
-    the model and that every image is there: one short message, before
-    any work starts."""
-    paths, labels, lines = read_list(list_file, replacementpath)
-    if num_classes and max(labels) >= num_classes:
-        raise ListFileError(
-            '%s has labels up to %d, but the model has only %d classes: is '
-            'it the list for this model?' % (list_file, max(labels),
-                                             num_classes))
+    """(paths, labels) of a list file, after checking that every image is
+    there (and, given `num_classes`, that the labels fit the model): one
+    short message, before any work starts."""
+    try:
+        paths, labels, lines = read_list(list_file, replacementpath)
+    except UnicodeDecodeError as error:  # a list in another encoding
+        raise ListFileError('%s is not UTF-8 text (byte %d is 0x%02x): save '
+                            'it as UTF-8, one "<path> <label>" per line'
+                            % (list_file, error.start,
+                               error.object[error.start]))
     missing = missing_images(paths, lines)
     if missing:
         raise ListFileError(
@@ -277,7 +239,18 @@ def read_image_list(list_file, replacementpath, num_classes=None):
             'python tools/download.py --only data gets Oxford 102.'
             % (len(missing), len(paths), list_file, missing[0][0],
                missing[0][1], replacementpath))
+    if num_classes:
+        check_labels(list_file, labels, num_classes)
     return paths, np.array(labels)
+
+
+def check_labels(list_file, labels, num_classes):
+    """Refuse a list whose labels the model has no class for."""
+    if max(labels) >= num_classes:
+        raise ListFileError(
+            '%s has labels up to %d, but the model has only %d classes: is '
+            'it the list for this model?' % (list_file, max(labels),
+                                             num_classes))
 
 
 def image_views(image, ten_crop=False):
@@ -300,6 +273,16 @@ def image_views(image, ten_crop=False):
     if ten_crop:
         crops += [crop[:, ::-1] for crop in crops]
     return np.stack(crops).astype(np.float32) - IMAGENET_MEAN_BGR
+
+
+def stack_views(images, ten_crop=False):
+    """The views of several images, [images, views, 227, 227, 3], written
+    straight into one array (no list of copies to stack)."""
+    views = np.empty((len(images), 10 if ten_crop else 1, CROP, CROP, 3),
+                     np.float32)
+    for i, image in enumerate(images):
+        views[i] = image_views(image, ten_crop)
+    return views
 
 
 def load_views(path, loader='opencv', ten_crop=False):
@@ -327,37 +310,73 @@ def run_views(models, views, layer=OUTPUT_NAME, batch_size=64):
     return results
 
 
-def predict_list(models, paths, loader='opencv', batch_size=64,
-                 ten_crop=False, layer=OUTPUT_NAME, report_every=10.0):
-    """Outputs of each model for every image file, in the order of `paths`.
+#: What iter_outputs yields for each chunk of images: the paths that were
+#: read, one output array [len(paths), values] per model (None if no image
+#: of the chunk could be read), and (path, ImageError) for each image that
+#: could not be read (with skip_unreadable).
+Chunk = namedtuple('Chunk', 'paths outputs unreadable')
+
+
+def iter_outputs(models, paths, loader='opencv', batch_size=64,
+                 ten_crop=False, layer=OUTPUT_NAME, skip_unreadable=False):
+    """Outputs of each model for the image files, a chunk at a time.
+
+    Yields a Chunk per `batch_size` views (batch_size // 10 images with
+    ten_crop), in the order of `paths`. Memory stays the same for ten
+    images or a million: threads decode the next chunks (as 256x256 uint8
+    images, a thirtieth of their ten float32 views) while the models run
+    the current one, and each chunk is dropped once the caller has taken
+    what it needs of it.
 
     Each image is decoded once and shown to every model (an ensemble costs
-    one decoding). Threads decode the next chunk of images while the
-    models compute; a line of progress goes to stderr every `report_every`
-    seconds. Returns one array [len(paths), values] per model.
+    one decoding). An unreadable image raises datagenerator.ImageError, or
+    with `skip_unreadable` is reported in its chunk's `unreadable`.
     """
-    per_image = 10 if ten_crop else 1
-    chunk = max(1, batch_size // per_image)  # images whose views fill a batch
+    images_per_chunk = max(1, batch_size // (10 if ten_crop else 1))
+
+    def image_or_error(path):
+        try:
+            return load_image(path, loader)
+        except ImageError as error:
+            if not skip_unreadable:
+                raise
+            return error
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+
+        def decoded_chunks():
+            for first in range(0, len(paths), images_per_chunk):
+                part = paths[first:first + images_per_chunk]
+                yield part, list(pool.map(image_or_error, part))
+
+        for part, decoded in prefetched(decoded_chunks()):
+            failed = [isinstance(result, ImageError) for result in decoded]
+            readable = [p for p, bad in zip(part, failed) if not bad]
+            images = [image for image, bad in zip(decoded, failed) if not bad]
+            outputs = (run_views(models, stack_views(images, ten_crop), layer,
+                                 batch_size) if images else None)
+            yield Chunk(readable, outputs, [(p, error) for p, error, bad in
+                                            zip(part, decoded, failed) if bad])
+
+
+def predict_list(models, paths, loader='opencv', batch_size=64,
+                 ten_crop=False, layer=OUTPUT_NAME, report_every=10.0):
+    """Outputs of each model for every image file, in the order of `paths`:
+    one array [len(paths), values] per model. An unreadable image raises
+    datagenerator.ImageError. A line of progress goes to stderr every
+    `report_every` seconds."""
     results = [[] for _ in models]
     start = last_report = time.time()
     done = 0
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-
-        def chunks():
-            for first in range(0, len(paths), chunk):
-                yield np.stack(list(pool.map(
-                    lambda path: load_views(path, loader, ten_crop),
-                    paths[first:first + chunk])))
-
-        for views in prefetched(chunks()):
-            outputs = run_views(models, views, layer, batch_size)
-            for result, output in zip(results, outputs):
-                result.append(output)
-            done += len(views)
-            if time.time() - last_report >= report_every or (
-                    done == len(paths) and last_report > start):
-                last_report = time.time()
-                report_progress(done, len(paths), last_report - start)
+    for chunk in iter_outputs(models, paths, loader, batch_size, ten_crop,
+                              layer):
+        for result, output in zip(results, chunk.outputs):
+            result.append(output)
+        done += len(chunk.paths)
+        if time.time() - last_report >= report_every or (
+                done == len(paths) and last_report > start):
+            last_report = time.time()
+            report_progress(done, len(paths), last_report - start)
     return [np.concatenate(result) for result in results]
 
 
@@ -371,27 +390,21 @@ def report_progress(done, total, seconds):
 
 
 # ---------------------------------------------------------------------------
-# Class names
+# For the scripts
 # ---------------------------------------------------------------------------
 
 
-def read_class_names(path, num_classes):
-    """The names of the classes, line 1 of the file for label 0.
+#: The errors that mean "this input cannot be used". Their messages name
+#: the file (or image, or list line) and the fix, so a script prints the
+#: message and exits, without a traceback.
+INPUT_ERRORS = (RunFolderError, ModelError, ClassNamesError, ListFileError,
+                ImageError, WeightsFileError)
 
-    Falls back to 'class 0', 'class 1', ... (with a note) if the file is
-    missing or does not have one line per class, e.g. for a model trained
-    on other data than the 102 flowers.
-    """
-    placeholder = ['class %d' % k for k in range(num_classes)]
-    if not path or not os.path.isfile(path):
-        if path:
-            print('Note: no class names file %s; showing class numbers.'
-                  % path, file=sys.stderr)
-        return placeholder
-    with open(path, encoding='utf-8') as f:
-        names = [line.strip() for line in f if line.strip()]
-    if len(names) != num_classes:
-        print('Note: %s has %d names but the model %d classes; showing class '
-              'numbers.' % (path, len(names), num_classes), file=sys.stderr)
-        return placeholder
-    return names
+
+def positive_int(text):
+    """An argparse type: a whole number of at least 1, such as a batch
+    size (a batch of 0 images would never end)."""
+    if not re.match(r'^[0-9]+$', text.strip()) or int(text) < 1:
+        raise argparse.ArgumentTypeError('%r is not a whole number of at '
+                                         'least 1' % text)
+    return int(text)

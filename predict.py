@@ -7,6 +7,9 @@ Prints the five most likely classes of each image with their probabilities.
 Any JPEG or PNG works (colour, grayscale, with transparency, palette): each
 is resized to 256x256 and its centre 227x227 crop is shown to the net, as
 in validation. A file that cannot be read is reported and skipped.
+
+The images are read, shown to the net and printed a batch at a time, so a
+folder of ten thousand pictures needs no more memory than ten.
 """
 import argparse
 import sys
@@ -14,7 +17,7 @@ import sys
 import numpy as np
 
 import inference
-from datagenerator import LOADERS, ImageError
+from datagenerator import LOADERS
 
 
 def parse_args(argv=None):
@@ -32,26 +35,16 @@ def parse_args(argv=None):
                         help='one class name per line, label 0 first '
                              '(default: the names of the export, else '
                              'class_names.txt)')
-    parser.add_argument('--top', type=int, default=5,
+    parser.add_argument('--top', type=inference.positive_int, default=5,
                         help='how many classes to show (default: 5)')
     parser.add_argument('--ten_crop', action='store_true',
                         help="average over Caffe's ten views")
     parser.add_argument('--loader', choices=LOADERS, default='opencv')
-    parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--batch_size', type=inference.positive_int,
+                        default=64, help='views per forward pass (default: '
+                                         '64; 10 views per image with '
+                                         '--ten_crop)')
     return parser.parse_args(argv)
-
-
-def load_images(paths, loader, ten_crop):
-    """The views of every readable image, and the paths that were read.
-    Each unreadable file gets its own message on stderr."""
-    views, readable = [], []
-    for path in paths:
-        try:
-            views.append(inference.load_views(path, loader, ten_crop))
-            readable.append(path)
-        except ImageError as error:
-            print('predict.py: %s' % error, file=sys.stderr)
-    return views, readable
 
 
 def open_model(args):
@@ -76,24 +69,29 @@ def print_predictions(path, probabilities, names, top):
 
 
 def predict(args):
-    """Returns the number of images that could not be read."""
-    views, readable = load_images(args.images, args.loader, args.ten_crop)
-    if not readable:
-        return len(args.images)
+    """Print the predictions of every image, a chunk of images at a time;
+    returns the number of images that could not be read."""
+    failed = 0
     with open_model(args) as model:
         names = class_names(args, model)
-        probabilities = inference.run_views([model], np.stack(views),
-                                            batch_size=args.batch_size)[0]
-    for path, row in zip(readable, probabilities):
-        print_predictions(path, row, names, args.top)
-    return len(args.images) - len(readable)
+        for chunk in inference.iter_outputs(
+                [model], args.images, args.loader, args.batch_size,
+                args.ten_crop, skip_unreadable=True):
+            for _, error in chunk.unreadable:
+                print('predict.py: %s' % error, file=sys.stderr)
+            failed += len(chunk.unreadable)
+            if chunk.outputs is not None:
+                for path, row in zip(chunk.paths, chunk.outputs[0]):
+                    print_predictions(path, row, names, args.top)
+            sys.stdout.flush()  # each chunk's lines as soon as they are known
+    return failed
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
         failed = predict(args)
-    except (inference.CheckpointError, OSError) as error:
+    except inference.INPUT_ERRORS as error:
         sys.exit('predict.py: %s' % error)
     if failed:
         sys.exit('predict.py: %d of %d images could not be read'

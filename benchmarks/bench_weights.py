@@ -10,7 +10,7 @@ prints the best of a few load times for
 
 and the ratio safe / plain, which should stay at or below 1.5.
 
-    python tools/bench_weights.py [--repeats 5]
+    python benchmarks/bench_weights.py [--repeats 5]
 """
 
 import argparse
@@ -21,7 +21,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run from anywhere: the kit's modules are there
+    sys.path.insert(0, ROOT)
 from weights import ALEXNET_SHAPES, read_weights, save_npz, save_toronto_npy  # noqa: E402
 
 

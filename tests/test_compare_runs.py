@@ -1,5 +1,6 @@
 """tools/compare_runs.py: the table and the picture, from run folders
-written with training.py's own writers (history.csv, config.json)."""
+written with the kit's own writers (runfiles: history.csv, config.json)."""
+import math
 import os
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 import compare_runs
-import training
+import runfiles
 
 
 def run(capsys, argv):
@@ -30,8 +31,8 @@ def make_run(folder, mode, val_acc, train_loss, seconds=60.0, classes=102):
                     images_per_sec=1020 / seconds)
                for epoch, (acc, loss) in enumerate(zip(val_acc, train_loss),
                                                    start=1)]
-    training.write_history(history, os.path.join(path, 'history.csv'))
-    training.write_config(training.Config(num_classes=classes), mode,
+    runfiles.write_history(history, os.path.join(path, 'history.csv'))
+    runfiles.write_config(dict(num_classes=classes, mode=mode),
                           os.path.join(path, 'config.json'))
     return path
 
@@ -100,3 +101,104 @@ def test_without_matplotlib_the_table_still_prints(runs, tmp_path, capsys,
 def test_a_folder_without_history_is_a_clear_error(tmp_path, capsys):
     _, message = run(capsys, [str(tmp_path)])
     assert 'no history.csv' in message
+
+
+def test_a_damaged_or_foreign_file_is_a_clear_error(tmp_path, capsys):
+    folder = make_run(tmp_path, 'mine', [0.2], [3.0])
+    with open(os.path.join(folder, 'config.json'), 'w') as f:
+        f.write('{"num_classes": "102"}')
+    _, message = run(capsys, [folder])
+    assert 'config.json' in message and 'num_classes' in message
+    for damaged in ('{not json', '[102]', '\xff\xfe'):
+        with open(os.path.join(folder, 'config.json'), 'w',
+                  encoding='latin-1') as f:
+            f.write(damaged)
+        _, message = run(capsys, [folder])
+        assert 'config.json' in message, damaged
+    os.remove(os.path.join(folder, 'config.json'))
+    out, message = run(capsys, [folder])  # history.csv alone is enough
+    assert message is None and out.splitlines()[1].startswith('mine')
+    with open(os.path.join(folder, 'history.csv'), 'w') as f:
+        f.write('epoch,loss\n1,2.0\n')
+    _, message = run(capsys, [folder])
+    assert 'history.csv has no column' in message and 'val_acc' in message
+
+
+# ---- the axes of the picture -------------------------------------------------
+
+
+def drawn(folders):
+    """The Figure that --out would save, drawn (so that the tick labels and
+    the offset text exist), and its two axes."""
+    pytest.importorskip('matplotlib', reason='matplotlib is optional: the '
+                        'picture cannot be drawn without it')
+    plt = compare_runs.import_pyplot()
+    figure = compare_runs.draw(plt, [compare_runs.Run(f) for f in folders])
+    figure.canvas.draw()
+    accuracy, loss = figure.axes
+    return plt, figure, accuracy, loss
+
+
+def visible_ticks(axis, limits):
+    low, high = sorted(limits)
+    return [t for t in axis.get_ticklocs() if low <= t <= high]
+
+
+def check_sane_axes(accuracy, loss, epochs, accuracies, losses):
+    for axes in (accuracy, loss):
+        ticks = visible_ticks(axes.xaxis, axes.get_xlim())
+        assert ticks, 'no epoch tick at all'
+        assert all(float(t).is_integer() for t in ticks), ticks
+        assert set(epochs) <= set(int(t) for t in ticks) or len(epochs) > 5
+        low, high = axes.get_xlim()
+        assert low < min(epochs) - 0.25 and high > max(epochs) + 0.25
+        assert axes.yaxis.get_offset_text().get_text() == ''
+        assert axes.xaxis.get_offset_text().get_text() == ''
+    bottom, top = accuracy.get_ylim()
+    assert bottom == 0 and 10 <= top <= 100
+    assert top >= 100 * max(accuracies)
+    bottom, top = loss.get_ylim()
+    assert bottom <= min(losses) and top >= max(losses)
+    assert top - bottom >= 0.1 * max(losses)  # not a hair's width
+    labels = [label.get_text() for label in loss.get_yticklabels()]
+    assert any(labels) and all('+' not in text for text in labels)
+
+
+@pytest.mark.parametrize('losses', [[6.579], [6.57912, 6.57915, 6.57913]],
+                         ids=['one epoch', 'a flat loss'])
+def test_a_short_or_flat_run_gets_sane_axes(tmp_path, losses):
+    """Left to matplotlib, one epoch spans 0.95..1.05 epochs with ticks at
+    0.975, 1.025; a flat loss is labelled in steps of 1e-5 from an offset
+    "+6.5791"."""
+    accuracies = [0.0098] * len(losses)
+    folder = make_run(tmp_path, 'short', accuracies, losses)
+    plt, figure, accuracy, loss = drawn([folder])
+    epochs = list(range(1, len(losses) + 1))
+    check_sane_axes(accuracy, loss, epochs, accuracies, losses)
+    markers = [line for line in accuracy.get_lines() if line.get_marker()
+               not in (None, 'None', '')]
+    assert markers and markers[0].get_markersize() >= 3
+    plt.close(figure)
+
+
+def test_long_runs_keep_their_axes(runs):
+    plt, figure, accuracy, loss = drawn(list(runs))
+    finetune = compare_runs.Run(runs[0])
+    check_sane_axes(accuracy, loss, range(1, 31),
+                    finetune.column('val_acc'),
+                    finetune.column('train_loss')
+                    + compare_runs.Run(runs[1]).column('train_loss'))
+    assert accuracy.get_xlim()[1] < 32  # no half-empty picture
+    plt.close(figure)
+
+
+def test_the_axis_helpers():
+    assert compare_runs.epoch_limits([1]) == (0.5, 1.5)
+    assert compare_runs.accuracy_top([0.98, 0.98]) == 10.0
+    assert compare_runs.accuracy_top([85.0]) == 100.0
+    assert compare_runs.accuracy_top([45.0, float('nan')]) == 50.0
+    low, high = compare_runs.loss_limits([6.579])
+    assert low < 6.579 - 0.5 and high > 6.579 + 0.5
+    assert compare_runs.loss_limits([0.01, 0.01])[0] == 0.0
+    assert compare_runs.loss_limits([float('nan')]) is None
+    assert not math.isnan(compare_runs.loss_limits([1.0, float('nan')])[1])

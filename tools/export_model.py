@@ -99,8 +99,10 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         export(args.checkpoint, args.out_dir, args.class_names)
-    except inference.CheckpointError as error:
+    except inference.INPUT_ERRORS as error:
         sys.exit('export_model.py: %s' % error)
+    except OSError as error:  # OUT_DIR cannot be made or written
+        sys.exit('export_model.py: cannot write the export: %s' % error)
 
 
 if __name__ == '__main__':

@@ -30,8 +30,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import inference  # noqa: E402
-from datagenerator import LOADERS, ImageError, ListFileError  # noqa: E402
-from weights import WeightsFileError  # noqa: E402
+from datagenerator import LOADERS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -55,7 +54,8 @@ def parse_args(argv=None):
                              'config.json, else %s)'
                              % inference.DEFAULT_IMAGES)
     parser.add_argument('--loader', choices=LOADERS, default='opencv')
-    parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--batch_size', type=inference.positive_int,
+                        default=64)
     return parser.parse_args(argv)
 
 
@@ -105,8 +105,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         extract(args)
-    except (inference.CheckpointError, ListFileError, ImageError,
-            WeightsFileError) as error:
+    except inference.INPUT_ERRORS as error:
+        sys.exit('extract_features.py: %s' % error)
+    except OSError as error:  # the output cannot be written
         sys.exit('extract_features.py: %s' % error)
 
 

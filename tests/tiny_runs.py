@@ -1,0 +1,152 @@
+"""Images, run folders and checkpoints for the tests of evaluate.py,
+predict.py and the tools, made with OpenCV and TensorFlow alone; and
+run_main, to run a script.
+
+They are written as a training run writes them (epoch-N checkpoints that
+also hold the momentum of every weight, best, config.json) but without the
+training scripts, so that these tests do not depend on how training is
+organised. AlexNet is full size whatever the task: each checkpoint with
+momentum is about 0.46 GB, so remove the folders after use.
+"""
+import contextlib
+import io
+import json
+import os
+
+import cv2
+import numpy as np
+
+from alexnet import AlexNet, LAYERS, tf
+from datagenerator import IMAGENET_MEAN_BGR, load_image, read_list
+
+#: The classes of make_images, label 0 first, and their colours (BGR).
+CLASS_NAMES = ['red disc', 'green square', 'blue stripes', 'yellow triangle']
+COLOURS = [(40, 40, 220), (40, 200, 40), (220, 60, 30), (30, 220, 230)]
+
+
+def run_main(main, argv):
+    """Run a script's main(argv); returns (stdout, stderr, exit status).
+    Any exception other than SystemExit (a traceback) fails the test."""
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exit:
+            status = exit.code
+    return out.getvalue(), err.getvalue(), status
+
+
+def draw(label, rng):
+    """A 256x320 picture of class `label` on a noisy background."""
+    image = np.clip(rng.integers(0, 256, 3) + rng.normal(0, 25, (256, 320, 3)),
+                    0, 255).astype(np.uint8)
+    colour = tuple(int(c) for c in COLOURS[label])
+    r = int(rng.integers(40, 90))
+    x, y = int(rng.integers(r, 320 - r)), int(rng.integers(r, 256 - r))
+    if label == 0:
+        cv2.circle(image, (x, y), r, colour, -1)
+    elif label == 1:
+        cv2.rectangle(image, (x - r, y - r), (x + r, y + r), colour, -1)
+    elif label == 2:
+        for left in range(x - r, x + r, 16):
+            cv2.rectangle(image, (left, y - r), (left + 7, y + r), colour, -1)
+    else:
+        corners = np.array([[x, y - r], [x - r, y + r], [x + r, y + r]])
+        cv2.fillPoly(image, [corners.astype(np.int32)], colour)
+    return image
+
+
+def make_images(folder, train_per_class, val_per_class, seed=0):
+    """JPEG pictures of the four CLASS_NAMES in folder/images, and the lists
+    train.txt and val.txt (paths relative to the folder); returns the
+    paths of the two lists."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(folder, 'images'), exist_ok=True)
+    lists = []
+    for split, per_class in (('train', train_per_class),
+                             ('val', val_per_class)):
+        lines = []
+        for label in range(len(CLASS_NAMES)):
+            for i in range(per_class):
+                name = 'images/%s_%d_%03d.jpg' % (split, label, i)
+                cv2.imwrite(os.path.join(folder, name), draw(label, rng))
+                lines.append('%s %d\n' % (name, label))
+        lists.append(os.path.join(folder, split + '.txt'))
+        with open(lists[-1], 'w') as f:
+            f.writelines(lines)
+    return tuple(lists)
+
+
+def centre_crops(list_file):
+    """(images, labels) of a list: the 227x227 centre crops of the 256x256
+    images minus the mean, cropped here without inference.py."""
+    paths, labels, _ = read_list(list_file)
+    images = [load_image(path)[14:241, 14:241] for path in paths]
+    return (np.array(images, np.float32) - IMAGENET_MEAN_BGR,
+            np.array(labels))
+
+
+def make_run(folder, train_list, num_classes, epochs=2, steps=2,
+             learning_rate=1e-5, seed=0):
+    """A run folder: AlexNet trained from scratch with SGD and momentum,
+    `steps` steps per epoch on the images of `train_list`. (The rate is
+    small: without the kit's per-layer rates, 1e-4 already saturates the
+    softmax in four steps.)
+
+    Saves epoch-1 ... epoch-<epochs> (weights and momentum) and `best`,
+    which holds the weights of epoch 1, so that best and latest differ; and
+    a config.json whose replacementpath '' means "paths as in the list".
+    Returns the folder.
+    """
+    images, labels = centre_crops(train_list)
+    os.makedirs(folder, exist_ok=True)
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        x = tf.placeholder(tf.float32, [None, 227, 227, 3])
+        y = tf.placeholder(tf.int64, [None])
+        net = AlexNet(x, 1.0, num_classes, LAYERS)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=net.fc8))
+        train = tf.train.MomentumOptimizer(learning_rate, 0.9).minimize(loss)
+        saver = tf.train.Saver(max_to_keep=None)
+        weights_only = tf.train.Saver(tf.trainable_variables())
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for epoch in range(1, epochs + 1):
+                for step in range(steps):
+                    batch = np.arange(step, len(images), steps)
+                    sess.run(train, {x: images[batch], y: labels[batch]})
+                saver.save(sess, os.path.join(folder, 'epoch'),
+                           global_step=epoch)
+                if epoch == 1:
+                    weights_only.save(sess, os.path.join(folder, 'best'),
+                                      latest_filename='best_checkpoint')
+    with open(os.path.join(folder, 'config.json'), 'w') as f:
+        json.dump({'replacementpath': '', 'num_classes': num_classes}, f)
+    return folder
+
+
+def save_checkpoint(prefix, num_classes, seed=0, momentum=True,
+                    values=None):
+    """A freshly initialised AlexNet saved at `prefix`; with `momentum`,
+    also the optimizer's slots (all 7.0), as in a training checkpoint;
+    `values` ({'conv3/weights': array, ...}) replace some variables.
+    Returns {'conv1/weights': array, ...}: AlexNet's 16 variables."""
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        x = tf.placeholder(tf.float32, [None, 227, 227, 3])
+        net = AlexNet(x, 1.0, num_classes, LAYERS)
+        model_variables = {v.op.name: v for v in tf.global_variables()}
+        if momentum:
+            tf.train.MomentumOptimizer(0.01, 0.9).minimize(
+                tf.reduce_sum(net.fc8))
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for name, value in (values or {}).items():
+                model_variables[name].load(value, sess)
+            slots = set(tf.global_variables()) - set(model_variables.values())
+            for slot in slots:  # unlike any weight
+                slot.load(np.full(slot.shape.as_list(), 7, np.float32), sess)
+            tf.train.Saver().save(sess, prefix)
+            return sess.run(model_variables)
