@@ -57,6 +57,7 @@ OUTPUT_NAME = 'probabilities'
 CLASS_NAMES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 'class_names.txt')
 
+
 # ---------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------

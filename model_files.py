@@ -1,6 +1,7 @@
 """Read the files a trained model is kept in, and check them.
 
     read_checkpoint_layers()  AlexNet's weights in a checkpoint of a run
+    export_weights()          ... written as a bvlc_alexnet.npy file
     load_export()             the frozen graph of tools/export_model.py
     read_class_names()        the names of the classes
 
@@ -17,8 +18,8 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from alexnet import LAYERS, tf
-from run_folder import CheckpointError
-from weights import ALEXNET_SHAPES
+from run_folder import CheckpointError, find_checkpoint
+from weights import ALEXNET_SHAPES, save_toronto_npy
 
 #: The files of an export made by tools/export_model.py.
 EXPORT_GRAPH = 'frozen_graph.pb'
@@ -76,11 +77,10 @@ def read_checkpoint_layers(prefix):
     if missing:
         raise CheckpointError('%s holds no AlexNet: it lacks the variables '
                               '%s' % (prefix, ', '.join(missing)))
+    check_alexnet_shapes(shapes, prefix)  # before reading 230 MB of them
     values = {name: _read_variable(reader, prefix, name) for name in names}
-    layers = {layer: {kind: values['%s/%s' % (layer, kind)]
-                      for kind in ('weights', 'biases')} for layer in LAYERS}
-    check_alexnet_shapes(layers, prefix)
-    return layers
+    return {layer: {kind: values['%s/%s' % (layer, kind)]
+                    for kind in ('weights', 'biases')} for layer in LAYERS}
 
 
 def _read_variable(reader, prefix, name):
@@ -101,29 +101,73 @@ def _read_variable(reader, prefix, name):
 
 def reason(error):
     """The first line of a TensorFlow error, without its long context."""
-    message = getattr(error, 'message', None) or str(error)
-    return message.strip().splitlines()[0][:300] if message.strip() else \
-        type(error).__name__
+    message = (getattr(error, 'message', None) or str(error)).strip()
+    return message.splitlines()[0][:300] if message else type(error).__name__
 
 
-def check_alexnet_shapes(layers, source):
-    """Raise CheckpointError unless `layers` have AlexNet's shapes (fc8:
-    any number of classes)."""
-    num_classes = layers['fc8']['biases'].shape
-    if len(num_classes) != 1 or num_classes[0] < 1:
+#: The most classes a checkpoint may have: a bound that keeps a damaged
+#: .index file from asking for terabytes (ImageNet-21k has 21,841).
+MAX_CLASSES = 100000
+
+
+def check_alexnet_shapes(shapes, source):
+    """Raise CheckpointError unless `shapes` ({'conv1/weights': [11, 11, 3,
+    96], ...}) are AlexNet's; fc8 may have any number of classes."""
+    classes = list(shapes['fc8/biases'])
+    if len(classes) != 1 or not 1 <= classes[0] <= MAX_CLASSES:
         raise CheckpointError('fc8/biases in %s has the shape %s; an AlexNet '
-                              'has one bias per class' % (source, num_classes))
-    expected = dict(ALEXNET_SHAPES, fc8={'weights': (4096, num_classes[0]),
-                                         'biases': num_classes})
+                              'has one bias per class' % (source, classes))
+    expected = dict(ALEXNET_SHAPES, fc8={'weights': (4096, classes[0]),
+                                         'biases': tuple(classes)})
     for layer in LAYERS:
         for kind in ('weights', 'biases'):
-            shape = layers[layer][kind].shape
-            if tuple(shape) != tuple(expected[layer][kind]):
+            shape = tuple(shapes['%s/%s' % (layer, kind)])
+            if shape != tuple(expected[layer][kind]):
                 raise CheckpointError(
                     '%s/%s in %s has the shape %s, AlexNet\'s is %s: not a '
                     'checkpoint of this kit\'s AlexNet'
-                    % (layer, kind, source, tuple(shape),
-                       tuple(expected[layer][kind])))
+                    % (layer, kind, source, shape, expected[layer][kind]))
+
+
+# ---------------------------------------------------------------------------
+# A checkpoint's weights as a bvlc_alexnet.npy (tools/export_weights.py)
+# ---------------------------------------------------------------------------
+
+
+class ExportWeightsError(ValueError):
+    """The weights cannot be exported; the message names the file."""
+
+
+def export_weights(checkpoint_prefix, out_path, overwrite=False):
+    """Write the AlexNet weights of a checkpoint to `out_path` in the
+    bvlc_alexnet.npy layout, {'conv1': [W, b], ..., 'fc8': [W, b]} (no
+    momentum), for other runs to start from; returns that dict.
+
+    `checkpoint_prefix` is a checkpoint such as runs/x/checkpoints/best
+    (or a run folder: its best checkpoint). Raises run_folder.CheckpointError
+    for a damaged checkpoint, and ExportWeightsError if `out_path` exists
+    (unless `overwrite`) or a weight is not finite (a run that diverged).
+    """
+    if os.path.exists(out_path) and not overwrite:
+        raise ExportWeightsError('%s exists already; give another name, or '
+                                 '--force to replace it' % out_path)
+    prefix = find_checkpoint(checkpoint_prefix)
+    layers = read_checkpoint_layers(prefix)
+    for layer, parts in sorted(layers.items()):
+        for kind, value in parts.items():
+            if not np.all(np.isfinite(value)):
+                raise ExportWeightsError(
+                    '%s/%s in %s holds NaN or infinite values: the run '
+                    'diverged there; export an earlier checkpoint with '
+                    '--checkpoint epoch-N' % (layer, kind, prefix))
+    toronto = {layer: [parts['weights'], parts['biases']]
+               for layer, parts in layers.items()}
+    folder = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(folder):
+        raise ExportWeightsError('cannot write %s: the folder %s does not '
+                                 'exist' % (out_path, folder))
+    save_toronto_npy(toronto, out_path)
+    return toronto
 
 
 # ---------------------------------------------------------------------------
@@ -165,8 +209,8 @@ def read_export_info(folder):
         raise ModelError('%s not found: is %s a folder written by '
                          'tools/export_model.py?' % (path, folder))
     try:
-        with open(path, 'rb') as f:
-            info = json.loads(f.read(10 ** 7).decode('utf-8'))
+        with open(path, 'rb') as f:  # a real one is 3 KB: read 10 MB at most
+            info = json.loads(f.read(10 ** 7).decode('utf-8-sig'))
     except OSError as error:
         raise ModelError('cannot read %s: %s' % (path, error.strerror))
     except (ValueError, RecursionError) as error:  # incl. UnicodeDecodeError

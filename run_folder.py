@@ -135,14 +135,15 @@ def _read_small_file(path):
         raise RunFolderError('cannot read %s: %s' % (path, error.strerror))
     if len(data) > MAX_CONFIG_BYTES:
         raise RunFolderError('%s is over %d bytes: not the file finetune.py '
-                             'wrote. %s' % (path, MAX_CONFIG_BYTES, CONFIG_FIX))
+                             'wrote. %s'
+                             % (path, MAX_CONFIG_BYTES, CONFIG_FIX))
     return data
 
 
 def _parse_json(path, data):
     """The JSON value in `data`, the bytes of the file `path`."""
     try:
-        return json.loads(data.decode('utf-8'))
+        return json.loads(data.decode('utf-8-sig'))  # -sig: Notepad's BOM
     except UnicodeDecodeError as error:
         raise RunFolderError(
             '%s is not UTF-8 text (byte %d): it is damaged or not the file '

@@ -81,7 +81,8 @@ def main():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--images', type=int, default=300,
                         help='images of the large run (default: 300)')
-    parser.add_argument('--script', default=os.path.join(ROOT, 'predict.py'),
+    parser.add_argument('--script', default=os.path.relpath(
+                            os.path.join(ROOT, 'predict.py')),
                         help='the predict.py to measure')
     parser.add_argument('--prepare', metavar='FOLDER', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -102,8 +103,7 @@ def main():
                 [sys.executable, args.script, '--ten_crop', '--checkpoint',
                  os.path.join(folder, 'run')] + images[:count])
             print('%s --ten_crop, %4d images: peak %5.0f MB, %5.1f s'
-                  % (os.path.relpath(args.script), count, peaks[count],
-                     seconds))
+                  % (args.script, count, peaks[count], seconds))
         print('ratio %d/%d images: %.2f (target: at most 1.25)'
               % (args.images, FEW, peaks[args.images] / peaks[FEW]))
     finally:

@@ -108,7 +108,7 @@ def test_checkpoint_chooses_which_and_out_is_never_overwritten(run, tmp_path):
     ('../best', "--checkpoint '../best': give best, latest"),
     ('interrupted-1', 'holds no interrupted-1 checkpoint')])
 def test_a_checkpoint_that_is_not_there_is_named(run, tmp_path, name,
-                                                  message):
+                                                 message):
     out = str(tmp_path / 'mine.npy')
     _, _, status = run_main(export_weights.main, [
         run[0], out, '--checkpoint', name])

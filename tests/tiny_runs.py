@@ -1,6 +1,6 @@
 """Images, run folders and checkpoints for the tests of evaluate.py,
-predict.py and the tools, made with OpenCV and TensorFlow alone; and
-run_main, to run a script.
+predict.py and the tools, made with OpenCV and TensorFlow alone; run_main,
+to run a script; reference_outputs, AlexNet's outputs restored by hand.
 
 They are written as a training run writes them (epoch-N checkpoints that
 also hold the momentum of every weight, best, config.json) but without the
@@ -150,3 +150,24 @@ def save_checkpoint(prefix, num_classes, seed=0, momentum=True,
                 slot.load(np.full(slot.shape.as_list(), 7, np.float32), sess)
             tf.train.Saver().save(sess, prefix)
             return sess.run(model_variables)
+
+
+def softmax(logits):
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def reference_outputs(prefix, num_classes, images):
+    """pool5 (flattened), fc6, fc7, fc8 and the softmax of AlexNet restored
+    by hand from a checkpoint, for preprocessed images."""
+    with tf.Graph().as_default():
+        tf.set_random_seed(0)  # needed once op determinism is on
+        x = tf.placeholder(tf.float32, [None, 227, 227, 3])
+        net = AlexNet(x, 1.0, num_classes, LAYERS)
+        saver = tf.train.Saver(var_list=tf.global_variables())
+        with tf.Session() as sess:
+            saver.restore(sess, prefix)
+            pool5, fc6, fc7, fc8 = sess.run(
+                [net.pool5, net.fc6, net.fc7, net.fc8], {x: images})
+    return dict(pool5=pool5.reshape(len(images), -1), fc6=fc6, fc7=fc7,
+                fc8=fc8, probabilities=softmax(fc8))

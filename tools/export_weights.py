@@ -19,55 +19,20 @@ new task has other classes. Then, in finetune.py:
 
     weights_path = 'my_alexnet.npy'
     skip_layer = ['fc8']
+
+From Python: model_files.export_weights(checkpoint_prefix, out_path).
 """
 import argparse
 import os
 import re
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import inference  # noqa: E402
-import weights  # noqa: E402
-
-
-class ExportWeightsError(ValueError):
-    """The weights cannot be exported; the message names the file."""
-
-
-def export_weights(checkpoint_prefix, out_path, overwrite=False):
-    """Write the AlexNet weights of a checkpoint to `out_path` in the
-    bvlc_alexnet.npy layout; returns {layer: [weights, biases]}.
-
-    `checkpoint_prefix` is a checkpoint such as runs/x/checkpoints/best
-    (or a run folder: its best checkpoint). Raises run_folder.CheckpointError
-    for a damaged checkpoint, and ExportWeightsError if `out_path` exists
-    (unless `overwrite`) or a weight is not finite (a run that diverged).
-    """
-    if os.path.exists(out_path) and not overwrite:
-        raise ExportWeightsError('%s exists already; give another name, or '
-                                 '--force to replace it' % out_path)
-    prefix = inference.find_checkpoint(checkpoint_prefix)
-    layers = inference.read_checkpoint_layers(prefix)
-    for layer, parts in sorted(layers.items()):
-        for kind, value in parts.items():
-            if not np.all(np.isfinite(value)):
-                raise ExportWeightsError(
-                    '%s/%s in %s holds NaN or infinite values: the run '
-                    'diverged there; export an earlier checkpoint with '
-                    '--checkpoint epoch-N' % (layer, kind, prefix))
-    toronto = {layer: [parts['weights'], parts['biases']]
-               for layer, parts in layers.items()}
-    folder = os.path.dirname(os.path.abspath(out_path))
-    if not os.path.isdir(folder):
-        raise ExportWeightsError('cannot write %s: the folder %s does not '
-                                 'exist' % (out_path, folder))
-    weights.save_toronto_npy(toronto, out_path)
-    return toronto
+from model_files import ExportWeightsError, export_weights  # noqa: E402,F401
 
 
 def parse_args(argv=None):
