@@ -151,14 +151,37 @@ def set_rate_multipliers(session, model, new_layer_lr_mult=10.0):
     term and the biases (b is the same in both nets) keep their rates.
     Without it, a fresh conv1 makes steps 3,600x too large and the scratch
     run diverges in its first steps.
+
+    A loaded conv1 learns as Caffe's does, unless its weights are of the
+    size the kit's own scratch runs give it (RMS below UNIT_INPUT_CONV1_RMS):
+    weights exported from such a run (tools/export_weights.py) were learnt
+    with that correction, and lose it at their peril: at the full rate the
+    fine-tuned run diverges within an epoch. Caffe trained its conv1 on
+    pixels from gaussian weights of std 0.01, three times that threshold,
+    with no such correction: Caffe's weights keep Caffe's rule.
     """
     fine_tuning = bool(model.loaded_layers)
+    unit_input_conv1 = ('conv1' not in model.loaded_layers or
+                        conv1_rms(session) < UNIT_INPUT_CONV1_RMS)
     for layer in LAYERS:
         fresh = layer not in model.loaded_layers
         lr_mult = new_layer_lr_mult if (fine_tuning and fresh) else 1.0
-        scale = 1.0 / PIXEL_STD ** 2 if (fresh and layer == 'conv1') else 1.0
+        scale = (1.0 / PIXEL_STD ** 2 if layer == 'conv1' and unit_input_conv1
+                 else 1.0)
         multiplier_variable(layer, 'lr_mult').load(lr_mult, session)
         multiplier_variable(layer, 'gradient_scale').load(scale, session)
+
+
+#: The RMS below which a loaded conv1 counts as trained by the kit's scratch
+#: rule: He's size on unit inputs divided by PIXEL_STD is 0.074 / 60 =
+#: 0.0012, and such runs stay near it; Caffe's recipe starts conv1 at 0.01.
+UNIT_INPUT_CONV1_RMS = 0.0035
+
+
+def conv1_rms(session):
+    """The root mean square of conv1's weights as they are now."""
+    weights = session.run(variable('conv1', 'weights'))
+    return float((weights.astype('float64') ** 2).mean() ** 0.5)
 
 
 def make_deterministic():

@@ -205,22 +205,27 @@ def test_a_fresh_conv1_learns_as_the_same_net_on_inputs_divided_by_60():
     np.testing.assert_allclose(b_a, b_b, rtol=2e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize('loaded', [[], list(LAYERS[:-1])])
-def test_rate_multipliers_of_each_mode(loaded):
+@pytest.mark.parametrize('loaded, conv1_std, conv1_scale', [
+    ([], None, 1 / 3600.0),                   # scratch
+    (list(LAYERS[:-1]), 0.05, 1.0),           # Caffe-sized conv1: Caffe's rule
+    (list(LAYERS[:-1]), 0.0015, 1 / 3600.0),  # exported from a scratch run
+    (['fc6', 'fc7'], 0.05, 1 / 3600.0)])      # conv1 fresh, not loaded
+def test_rate_multipliers_of_each_mode(loaded, conv1_std, conv1_scale):
     g = build(list(LAYERS))
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
+        if conv1_std:
+            variable('conv1', 'weights').load(np.random.default_rng(0).normal(
+                0, conv1_std, (11, 11, 3, 96)), sess)
         g['model'].loaded_layers = loaded
         sgd.set_rate_multipliers(sess, g['model'], new_layer_lr_mult=10.0)
         lr = {layer: sess.run(sgd.multiplier_variable(layer, 'lr_mult'))
               for layer in LAYERS}
         scale = sess.run(sgd.multiplier_variable('conv1', 'gradient_scale'))
-    if loaded:  # fine-tuning: fc8 is new, conv1 was loaded
-        assert lr == dict({layer: 1.0 for layer in LAYERS}, fc8=10.0)
-        assert scale == 1.0
-    else:
-        assert set(lr.values()) == {1.0}
-        assert scale == pytest.approx(1.0 / PIXEL_STD ** 2)
+    expected = {layer: 10.0 if loaded and layer not in loaded else 1.0
+                for layer in LAYERS}
+    assert lr == expected
+    assert scale == pytest.approx(conv1_scale)
 
 
 def test_the_first_loss_is_close_to_that_of_a_guess():
