@@ -28,6 +28,13 @@ import os
 # TensorFlow prints while it loads ("Could not find cuda drivers ... GPU
 # will not be used") comes before any setting is read: see README.md.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# oneDNN, Intel's library of fast CPU kernels that TensorFlow 2.x ships
+# with, is on by default only on CPUs with AVX-512 VNNI or newer. Elsewhere
+# (AMD EPYC, older Intel) turning it on makes a CPU training step 1.3x
+# (batch 64) to 1.7x (batch 16) faster for about 0.3 GB more memory
+# (README, Measured). It must be set before TensorFlow loads; set
+# TF_ENABLE_ONEDNN_OPTS=0 to compare. It changes nothing on a GPU or TF 1.x.
+os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 try:  # TensorFlow 2.x (and 1.13+): the 1.x API lives in compat.v1
     import tensorflow.compat.v1 as tf
