@@ -20,6 +20,7 @@ It runs on TensorFlow 1.x and on 2.x through `tensorflow.compat.v1` in graph
 mode: placeholders, sessions, `variable_scope` and `get_variable`.
 """
 import os
+import re
 
 # Quiet TensorFlow's start-up log and its notices about the 1.x API, which
 # this kit uses on purpose (set TF_CPP_MIN_LOG_LEVEL=0 to see everything).
@@ -28,13 +29,39 @@ import os
 # TensorFlow prints while it loads ("Could not find cuda drivers ... GPU
 # will not be used") comes before any setting is read: see README.md.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-# oneDNN, Intel's library of fast CPU kernels that TensorFlow 2.x ships
-# with, is on by default only on CPUs with AVX-512 VNNI or newer. Elsewhere
-# (AMD EPYC, older Intel) turning it on makes a CPU training step 1.3x
-# (batch 64) to 1.7x (batch 16) faster for about 0.3 GB more memory
-# (README, Measured). It must be set before TensorFlow loads; set
-# TF_ENABLE_ONEDNN_OPTS=0 to compare. It changes nothing on a GPU or TF 1.x.
-os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+
+
+def installed_tensorflow_version():
+    """(major, minor) of the installed TensorFlow, read from its package
+    metadata without importing it (settings that TensorFlow reads when it
+    loads must come first); None if unknown."""
+    try:
+        from importlib import metadata
+    except ImportError:  # Python before 3.8
+        return None
+    for package in ('tensorflow', 'tensorflow-cpu', 'tensorflow-gpu',
+                    'tensorflow-intel', 'tf-nightly'):
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+        numbers = re.match(r'(\d+)\.(\d+)', version)
+        return tuple(map(int, numbers.groups())) if numbers else None
+    return None
+
+
+#: oneDNN, Intel's library of fast CPU kernels that TensorFlow 2.x ships
+#: with, is on by default only on CPUs with AVX-512 VNNI or newer. Elsewhere
+#: (AMD EPYC, older Intel) turning it on makes a CPU training step 1.3x
+#: (batch 64) to 1.7x (batch 16) faster for about 0.3 GB more memory
+#: (README, Measured). The kit turns it on from this TensorFlow on, where
+#: its gradients match to float32 round-off (2e-6 in tests/test_sgd.py);
+#: with TensorFlow 2.12 they were 0.8% off, so older versions keep their
+#: default. TF_ENABLE_ONEDNN_OPTS=0 or 1, set by you, wins. It changes
+#: nothing on a GPU or TF 1.x.
+ONEDNN_FROM_TENSORFLOW = (2, 21)
+if (installed_tensorflow_version() or (0, 0)) >= ONEDNN_FROM_TENSORFLOW:
+    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 
 try:  # TensorFlow 2.x (and 1.13+): the 1.x API lives in compat.v1
     import tensorflow.compat.v1 as tf

@@ -30,6 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+try:
+    import cv2  # for mirror(): its flip is 20x numpy's
+except ImportError:  # a Pillow-only install mirrors with numpy
+    cv2 = None
+
 from imagecache import CACHE_BUDGET, CACHE_MODES, ImageCache, cache_mode
 from imagefiles import LOADERS, ImageError, load_image
 from imagelists import ListFileError, missing_images, read_list
@@ -296,7 +301,10 @@ class ImageDataGenerator(object):
         for row, (i, image) in enumerate(kept):
             y, x = offsets[i]
             crop = image[y:y + height, x:x + width]
-            images[row] = crop[:, ::-1] if flips[i] else crop
+            if flips[i]:
+                mirror(crop, images[row])
+            else:
+                images[row] = crop
         if self.mean is not None:
             images -= self.mean
         kept_indices = np.asarray([indices[i] for i, _ in kept], dtype=int)
@@ -331,6 +339,20 @@ class ImageDataGenerator(object):
         if getattr(self, '_pool', None) is None:
             self._pool = ThreadPoolExecutor(self.workers)
         return self._pool
+
+
+def mirror(image, out):
+    """out[...] = image[:, ::-1], the image mirrored left to right.
+
+    Through OpenCV where it can write into `out` (same dtype): numpy copies
+    a reversed axis of 3-byte pixels byte by byte, 0.5 ms for a 227x227
+    crop, which capped the batches from the image cache at about 3,000
+    images/s; cv2.flip takes 22 us (README, Measured).
+    """
+    if cv2 is not None and out.dtype == image.dtype:
+        cv2.flip(image, 1, dst=out)
+    else:
+        out[...] = image[:, ::-1]
 
 
 def prefetched(batches, depth=2):

@@ -198,29 +198,29 @@ def run_lesson(script, argv, folder=os.path.join('runs', 'demo'), plan=None):
     plan = dict(PLAN, **(plan or {}))
     seconds = {'start': time.time()}
     try:
-        flags = exercise_flags(argv)
-        print(settings_line(flags))
+        yours = exercise_flags(argv)
+        print(settings_line(yours))
         pretrained = os.path.join(folder, 'pretrained.npy')
         if os.path.exists(pretrained):
             check_pretrained(pretrained)
             print('Reusing %s (delete it to pretrain again).' % pretrained)
         else:
-            pretrain(script, folder, plan, speed_flags(flags), seconds)
+            pretrain(script, folder, plan, speed_flags(yours), seconds)
         lists = make_image_set(
             os.path.join(folder, 'target'), TARGET_CLASSES,
             plan['target_train_per_class'], plan['target_val_per_class'],
             plan['data_seed'])
         flags = as_flags(dict(EXERCISE_FLAGS, train_file=lists[0],
                               val_file=lists[1], replacementpath='',
-                              num_classes=len(TARGET_CLASSES))) + flags
+                              num_classes=len(TARGET_CLASSES))) + yours
         run_script(script, flags + ['--weights_path', pretrained],
                    folder, 'finetune', seconds,
-                   'fine-tuning from %s (fc8 skipped: it starts afresh, at '
-                   '10x the rate)' % pretrained)
+                   'fine-tuning from %s (fc8 skipped: it starts afresh)'
+                   % pretrained)
         run_script(script, flags + ['--scratch'], folder, 'scratch', seconds,
                    'the same settings from scratch (--scratch)')
-        print(summary(folder, seconds))
         draw_comparison(folder)
+        print(summary(folder, seconds))
     except DemoError as error:
         return str(error)
     except OSError as error:  # a folder or file that cannot be written

@@ -68,13 +68,12 @@ def configure(script_globals, argv=None, check_files=True):
     config = Config(vars(parser.parse_args(argv)))
     if config.scratch:
         config['skip_layer'] = list(LAYERS)
-    if not config.demo:
-        try:
-            check_config(config)
-        except ConfigError as error:
-            parser.error(str(error))
-        if check_files:
-            check_inputs(config)
+    try:  # with --demo too: its runs take these settings
+        check_config(config)
+    except ConfigError as error:
+        parser.error(str(error))
+    if check_files and not config.demo:  # the demo makes its own lists
+        check_inputs(config)
     script_globals.update({name: config[name] for name in defaults})
     return config
 

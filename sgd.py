@@ -163,8 +163,17 @@ def set_rate_multipliers(session, model, new_layer_lr_mult=10.0):
     with no such correction: Caffe's weights keep Caffe's rule.
     """
     fine_tuning = bool(model.loaded_layers)
-    unit_input_conv1 = ('conv1' not in model.loaded_layers or
-                        conv1_rms(session) < UNIT_INPUT_CONV1_RMS)
+    unit_input_conv1 = 'conv1' not in model.loaded_layers
+    if not unit_input_conv1:
+        rms = conv1_rms(session)
+        unit_input_conv1 = rms < UNIT_INPUT_CONV1_RMS
+        if unit_input_conv1:
+            print('Note: conv1 of %s is of the size the kit\'s scratch runs '
+                  'give it (RMS %.4f, below %s), so it keeps their learning '
+                  'rule: its gradient divided by %d, as when it was trained '
+                  '(see sgd.set_rate_multipliers).'
+                  % (model.WEIGHTS_PATH, rms, UNIT_INPUT_CONV1_RMS,
+                     PIXEL_STD ** 2))
     for layer in LAYERS:
         fresh = layer not in model.loaded_layers
         lr_mult = new_layer_lr_mult if (fine_tuning and fresh) else 1.0

@@ -157,3 +157,11 @@ def test_fresh_initialisation_keeps_activations_unit_sized():
         fc7, logits = sess.run([model.fc7, model.fc8], {model.X: images})
     assert 0.1 < np.sqrt((fc7 ** 2).mean()) < 10
     assert 0.1 < logits.std() < 10
+
+
+def test_the_installed_tensorflow_version_is_read_without_importing_it():
+    # alexnet.py decides on oneDNN from it before TensorFlow loads.
+    import tensorflow
+    import alexnet
+    major, minor = tensorflow.__version__.split('.')[:2]
+    assert alexnet.installed_tensorflow_version() == (int(major), int(minor))

@@ -90,13 +90,21 @@ def test_weights_load_by_assign_as_constants(tmp_path):
 def test_a_step_is_plain_gradient_descent():
     """w -= learning_rate * gradient on the trained layers, nothing else:
     no momentum (the second step would carry 0.9 of the first), no weight
-    decay, no rate multipliers (fc8 and the biases learn at the base rate)."""
+    decay, no rate multipliers (fc8 and the biases learn at the base rate).
+
+    One trained layer: with two, the original's apply_gradients may update
+    fc8 in place before fc7's gradient, which reads fc8's weights, is
+    computed (TF1 variables are read when an op runs, and nothing orders
+    the two). Which comes first depends on the kernels' timing: with
+    oneDNN on, this test failed in one of two suite runs with fc7 trained
+    too. The kit's caffe_sgd orders each update after the gradient it
+    sends down."""
     rate = 0.01
     fresh_graph()
-    graph = build_training_graph(NUM_CLASSES, ['fc7', 'fc8'], rate)
+    graph = build_training_graph(NUM_CLASSES, ['fc8'], rate)
     trained = graph['var_list']
-    assert sorted(v.name for v in trained) == [
-        'fc7/biases:0', 'fc7/weights:0', 'fc8/biases:0', 'fc8/weights:0']
+    assert sorted(v.name for v in trained) == ['fc8/biases:0',
+                                               'fc8/weights:0']
     gradients = tf.gradients(graph['loss'], trained)
     labels = np.eye(NUM_CLASSES, dtype=np.float32)[[1, 7]]
     feed = {graph['x']: random_images(2, seed=2), graph['y']: labels,

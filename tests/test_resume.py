@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import loop
 from conftest import ROOT
 from demo_data import make_demo_dataset
 
@@ -74,7 +75,22 @@ def test_same_seed_same_history(flags, uninterrupted, tmp_path):
     assert len(uninterrupted) == 2
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_asks_the_loop_to_stop_after_its_step(sig):
+    """Ctrl-C and `kill` (SIGTERM) take the same way: a flag the loop reads
+    after its step, then a second one stops at once. (The whole way, from
+    the signal to the resumed history, is the next test's, with SIGINT.)"""
+    previous = signal.getsignal(sig)
+    with loop.StopOnSignals() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), sig)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), sig)
+    assert signal.getsignal(sig) is previous
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_run_resumes_to_the_same_history(flags, uninterrupted,
                                                      tmp_path, sig):
     folder = str(tmp_path)

@@ -184,3 +184,7 @@ def test_resume_refuses_another_validation_list_or_loader(session, tmp_path):
                                           val_file='other.txt'), 1)
     assert "val_file: 'val.txt' in the run, 'other.txt' now" in str(
         error.value)
+    with pytest.raises(runfiles.RunFolderError) as error:
+        train_epochs(session, make_config(tmp_path, resume=True,
+                                          batch_size=2), 1)
+    assert 'batch_size: 4 in the run, 2 now' in str(error.value)
