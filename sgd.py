@@ -36,9 +36,10 @@ class CaffeMomentumOptimizer(tf.train.MomentumOptimizer):
     a = m*a + lr*g = v, then w -= 1*v. So this class is MomentumOptimizer
     at rate 1 with the gradients multiplied by the rate first: the update
     itself runs as TensorFlow's fused momentum kernel, one pass over each
-    weight array instead of five separate element-wise ops (on a CPU, about
-    a fifth of a training step at batch 16 went to those). The slot is named
-    `momentum` and holds `v`, the step of the last update.
+    weight array instead of five separate element-wise ops and their
+    temporaries (on a 2-core CPU: steps 2% to 7% faster, peak memory 0.25
+    to 0.46 GB lower; README, Measured). The slot is named `momentum` and
+    holds `v`, the step of the last update.
     """
 
     def __init__(self, learning_rate, momentum, name='CaffeSGD'):
