@@ -17,15 +17,13 @@ So that training never waits for data:
 
 * worker threads decode the images of a batch in parallel, and a background
   thread prepares the next batches while the current step runs
-  (`batches(..., prefetch=2)`, `prefetched`);
+  (`batches(..., prefetch=2)`, `prefetched` in prefetch.py);
 * each image, once resized to 256x256, is kept as uint8 (imagecache.py),
   so the epochs after the first decode no JPEG at all.
 """
 import math
 import os
-import queue
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,6 +36,7 @@ except ImportError:  # a Pillow-only install mirrors with numpy
 from imagecache import CACHE_BUDGET, CACHE_MODES, ImageCache, cache_mode
 from imagefiles import LOADERS, ImageError, load_image
 from imagelists import ListFileError, missing_images, read_list
+from prefetch import prefetched
 
 #: What a training script needs from here; the rest of the input pipeline
 #: lives in imagelists.py (lists), imagefiles.py (decoding) and
@@ -353,55 +352,3 @@ def mirror(image, out):
         cv2.flip(image, 1, dst=out)
     else:
         out[...] = image[:, ::-1]
-
-
-def prefetched(batches, depth=2):
-    """Iterate over `batches` while a background thread makes the next ones.
-
-    While TensorFlow computes a step (outside Python's lock) the thread
-    decodes the following batch, so the step rarely waits for data.
-
-    - Memory stays bounded: at most `depth` finished batches wait in the
-      queue, plus the one the thread is making.
-    - An error in the thread (a strict generator's unreadable image, with the
-      file's name) is raised here, in the training loop, instead of leaving
-      it waiting for a batch that never comes.
-    - Leaving the loop early (break, an exception in the step) stops the
-      thread and waits for it, so no thread keeps decoding for nobody.
-    """
-    slots = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def offer(item):
-        """Queue `item` unless the consumer has gone; True if queued."""
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)  # timeout: look at `stop` again
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def produce():
-        try:
-            for batch in batches:
-                if not offer(batch):
-                    return
-            offer(done)
-        except BaseException as error:  # forwarded to the consumer
-            offer(error)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()

@@ -12,7 +12,7 @@ oneDNN       TF_ENABLE_ONEDNN_OPTS=1 (what alexnet.py sets unless you do)
              AVX-512 VNNI, such as AMD EPYC before Zen 4).
 optimizer    sgd.CaffeMomentumOptimizer (TensorFlow's fused momentum
              kernel) against the same update written as element-wise ops
-             (ElementwiseCaffeMomentum below, the kit's form until
+             (elementwise_caffe_momentum below, the kit's form until
              2026-11-28): the numbers are the same, the passes over memory
              are not.
 
@@ -22,7 +22,6 @@ memory is the child's peak resident size (ru_maxrss).
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,27 +29,26 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from bench_report import machine  # noqa: E402
 
-class ElementwiseCaffeMomentum(object):
-    """The baseline: v = m*v + lr*g; w -= v as separate element-wise ops
-    (built on first use, once TensorFlow is imported)."""
 
-    @staticmethod
-    def make(tf, learning_rate, momentum):
-        class Optimizer(tf.train.Optimizer):
-            def __init__(self):
-                super(Optimizer, self).__init__(False, 'CaffeSGD')
+def elementwise_caffe_momentum(tf, learning_rate, momentum):
+    """The baseline optimizer: v = m*v + lr*g; w -= v as separate
+    element-wise ops (made once TensorFlow is imported, in the child)."""
+    class ElementwiseCaffeMomentum(tf.train.Optimizer):
+        def __init__(self):
+            super(ElementwiseCaffeMomentum, self).__init__(False, 'CaffeSGD')
 
-            def _create_slots(self, var_list):
-                for var in var_list:
-                    self._zeros_slot(var, 'momentum', self._name)
+        def _create_slots(self, var_list):
+            for var in var_list:
+                self._zeros_slot(var, 'momentum', self._name)
 
-            def _apply(self, grad, var):
-                v = self.get_slot(var, 'momentum')
-                new_v = tf.assign(v, momentum * v + learning_rate * grad)
-                return tf.assign_sub(var, new_v)
-            _apply_dense = _resource_apply_dense = _apply
-        return Optimizer()
+        def _apply(self, grad, var):
+            v = self.get_slot(var, 'momentum')
+            new_v = tf.assign(v, momentum * v + learning_rate * grad)
+            return tf.assign_sub(var, new_v)
+        _apply_dense = _resource_apply_dense = _apply
+    return ElementwiseCaffeMomentum()
 
 
 def child(batch_size, optimizer_name, steps=4, rounds=3):
@@ -67,7 +65,7 @@ def child(batch_size, optimizer_name, steps=4, rounds=3):
     loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
         logits=model.fc8, labels=y))
     optimizer = (None if optimizer_name == 'fused' else
-                 ElementwiseCaffeMomentum.make(tf, 0.001, 0.9))
+                 elementwise_caffe_momentum(tf, 0.001, 0.9))
     train_op = caffe_sgd(loss, model, list(LAYERS), 0.001, 0.9, 0.0005,
                          optimizer=optimizer)
     rng = np.random.default_rng(0)
@@ -87,18 +85,6 @@ def child(batch_size, optimizer_name, steps=4, rounds=3):
             best = min(best, (time.perf_counter() - start) / steps)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({'images_per_s': batch_size / best, 'peak_mb': peak_mb}))
-
-
-def processor_name():
-    """The CPU's model name (Linux), or what platform knows."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(batch_size, onednn, optimizer_name):
@@ -121,7 +107,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(int(args.child[0]), args.child[1])
-    print('CPU: %s, %d cores' % (processor_name(), os.cpu_count() or 1))
+    print('Machine: %s' % machine())
     figures = []
     for batch_size in [int(b) for b in args.batch_sizes.split(',')]:
         for onednn in ('0', '1'):

@@ -42,8 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run from anywhere: the kit's modules are there
     sys.path.insert(0, ROOT)
 
-from bench_cpu_step import processor_name  # noqa: E402
 from bench_loaders import list_paths, training_list  # noqa: E402
+from bench_report import machine  # noqa: E402
 from datagenerator import ImageDataGenerator  # noqa: E402
 
 BATCH = 128
@@ -177,7 +177,7 @@ def main():
     parser.add_argument('--json', help='also write the figures here')
     args = parser.parse_args()
 
-    figures = {'processor': processor_name(),
+    figures = {'machine': machine(),
                'cores': cores(), 'batch_size': BATCH}
     appetite, device = gpu_appetite()
     figures.update(appetite_images_per_s=appetite, device=device)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import demo
+import demo_pictures
 import weights
 from alexnet import LAYERS, AlexNet, tf, variable
 from conftest import ROOT
@@ -116,10 +117,9 @@ def test_flags_that_would_move_the_lesson_are_refused(flag, tmp_path):
 
 
 def test_the_same_seed_draws_the_same_pictures(tmp_path):
-    first = demo.make_image_set(str(tmp_path / 'a'), demo.TARGET_CLASSES, 2,
-                                1, seed=5)
-    second = demo.make_image_set(str(tmp_path / 'b'), demo.TARGET_CLASSES, 2,
-                                 1, seed=5)
+    first, second = (demo_pictures.make_image_set(
+        str(tmp_path / name), demo_pictures.TARGET_CLASSES, 2, 1, seed=5)
+        for name in ('a', 'b'))
     for a, b in zip(first, second):
         with open(a) as fa, open(b) as fb:
             assert fa.read() == fb.read()
@@ -130,8 +130,9 @@ def test_the_same_seed_draws_the_same_pictures(tmp_path):
 
 
 def test_source_and_target_classes_are_disjoint():
-    source_shapes = {shape for _, shape in demo.SOURCE_CLASSES}
-    assert not source_shapes & {shape for _, shape in demo.TARGET_CLASSES}
+    source_shapes = {shape for _, shape in demo_pictures.SOURCE_CLASSES}
+    assert not source_shapes & {shape for _, shape in
+                                demo_pictures.TARGET_CLASSES}
 
 
 def test_the_lesson_leaves_the_comparison_picture(lesson):

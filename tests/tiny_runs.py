@@ -1,5 +1,5 @@
 """Images, run folders and checkpoints for the tests of evaluate.py,
-predict.py and the tools, made with OpenCV and TensorFlow alone; run_main,
+predict.py and the tools, made with demo_pictures.py and TensorFlow alone; run_main,
 to run a script; reference_outputs, AlexNet's outputs restored by hand.
 
 They are written as a training run writes them (epoch-N checkpoints that
@@ -13,15 +13,19 @@ import io
 import json
 import os
 
-import cv2
 import numpy as np
 
 from alexnet import AlexNet, LAYERS, tf
 from datagenerator import IMAGENET_MEAN_BGR, load_image, read_list
+from demo_pictures import SOURCE_CLASSES, class_name, make_demo_dataset
 
-#: The classes of make_images, label 0 first, and their colours (BGR).
-CLASS_NAMES = ['red disc', 'green square', 'blue stripes', 'yellow triangle']
-COLOURS = [(40, 40, 220), (40, 200, 40), (220, 60, 30), (30, 220, 230)]
+#: make_images(folder, train_per_class, val_per_class, seed=0): JPEG
+#: pictures of four classes in folder/images and the lists train.txt and
+#: val.txt; returns the paths of the two lists. The demo's small set.
+make_images = make_demo_dataset
+
+#: The classes of make_images, label 0 first.
+CLASS_NAMES = [class_name(c) for c in SOURCE_CLASSES[:4]]
 
 
 def run_main(main, argv):
@@ -35,47 +39,6 @@ def run_main(main, argv):
         except SystemExit as exit:
             status = exit.code
     return out.getvalue(), err.getvalue(), status
-
-
-def draw(label, rng):
-    """A 256x320 picture of class `label` on a noisy background."""
-    image = np.clip(rng.integers(0, 256, 3) + rng.normal(0, 25, (256, 320, 3)),
-                    0, 255).astype(np.uint8)
-    colour = tuple(int(c) for c in COLOURS[label])
-    r = int(rng.integers(40, 90))
-    x, y = int(rng.integers(r, 320 - r)), int(rng.integers(r, 256 - r))
-    if label == 0:
-        cv2.circle(image, (x, y), r, colour, -1)
-    elif label == 1:
-        cv2.rectangle(image, (x - r, y - r), (x + r, y + r), colour, -1)
-    elif label == 2:
-        for left in range(x - r, x + r, 16):
-            cv2.rectangle(image, (left, y - r), (left + 7, y + r), colour, -1)
-    else:
-        corners = np.array([[x, y - r], [x - r, y + r], [x + r, y + r]])
-        cv2.fillPoly(image, [corners.astype(np.int32)], colour)
-    return image
-
-
-def make_images(folder, train_per_class, val_per_class, seed=0):
-    """JPEG pictures of the four CLASS_NAMES in folder/images, and the lists
-    train.txt and val.txt (paths relative to the folder); returns the
-    paths of the two lists."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(os.path.join(folder, 'images'), exist_ok=True)
-    lists = []
-    for split, per_class in (('train', train_per_class),
-                             ('val', val_per_class)):
-        lines = []
-        for label in range(len(CLASS_NAMES)):
-            for i in range(per_class):
-                name = 'images/%s_%d_%03d.jpg' % (split, label, i)
-                cv2.imwrite(os.path.join(folder, name), draw(label, rng))
-                lines.append('%s %d\n' % (name, label))
-        lists.append(os.path.join(folder, split + '.txt'))
-        with open(lists[-1], 'w') as f:
-            f.writelines(lines)
-    return tuple(lists)
 
 
 def centre_crops(list_file):

@@ -5,7 +5,7 @@
     python tools/demo_data.py OUT_DIR --small    # make_demo_dataset's 4 classes
 
 Writes the JPEG files and train.txt, val.txt (`<path> <label>` lines) into
-OUT_DIR. The pictures and the lesson itself are in demo.py.
+OUT_DIR. The pictures are drawn by demo_pictures.py, the lesson is demo.py.
 """
 import argparse
 import os
@@ -15,8 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from demo import (SOURCE_CLASSES, TARGET_CLASSES, class_name,  # noqa: E402
-                  make_demo_dataset, make_image_set)
+from demo_pictures import (  # noqa: E402
+    SOURCE_CLASSES, TARGET_CLASSES, class_name, make_demo_dataset,
+    make_image_set)
 
 __all__ = ['make_demo_dataset']
 
